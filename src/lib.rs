@@ -14,7 +14,16 @@
 //! * [`conformance`] — StructureDefinition snapshots generated from differentials
 //!   (UK Core ships none).
 //! * [`fhirpath`] — the FHIRPath engine used for profile invariants.
+//! * [`terminology`] — local ValueSet expansion for required bindings.
 //! * [`validation`] — compiles profiles once into a validator; structure, profile,
 //!   terminology, NHS-specific and invariant checks; produces an [`outcome::OperationOutcome`].
+//! * [`definitions`] — loads all of the above from configuration at start-up.
 //! * [`outcome`] — the `OperationOutcome` every problem is reported as.
+
+pub mod conformance;
+pub mod definitions;
+pub mod fhirpath;
 pub mod outcome;
+pub mod packages;
+pub mod terminology;
+pub mod validation;

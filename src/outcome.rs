@@ -208,7 +208,10 @@ impl OperationOutcome {
     }
 
     pub fn count(&self, severity: Severity) -> usize {
-        self.issues.iter().filter(|i| i.severity == severity).count()
+        self.issues
+            .iter()
+            .filter(|i| i.severity == severity)
+            .count()
     }
 
     /// FHIR JSON. An outcome with no issues renders the single informational
