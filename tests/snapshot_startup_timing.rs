@@ -7,7 +7,6 @@ mod common;
 
 use common::*;
 use spbridge::conformance::Conformance;
-use std::sync::Arc;
 use std::time::Instant;
 
 #[test]

@@ -73,7 +73,7 @@ impl DefinitionsConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum DefinitionsError {
     #[error(transparent)]
-    Package(#[from] PackageError),
+    Package(#[from] Box<PackageError>),
     #[error(
         "the R4 base type {0} is not in the loaded packages (is hl7.fhir.r4.core#4.0.1 loaded?)"
     )]
@@ -122,11 +122,9 @@ impl Definitions {
                 .cloned()
                 .map(PackageSource::Folder),
         );
-        let packages = Arc::new(PackageSet::load_sources(
-            &dir,
-            &sources,
-            &LoadOptions::default(),
-        )?);
+        let packages = Arc::new(
+            PackageSet::load_sources(&dir, &sources, &LoadOptions::default()).map_err(Box::new)?,
+        );
         let packages_done = started.elapsed();
 
         let t = Instant::now();
@@ -160,7 +158,8 @@ impl Definitions {
             builder = builder.invariants(Arc::new(FhirPathInvariants::new(model.clone())));
         }
         if config.json_schema {
-            let r4 = dir.locate(&R4_CORE.parse()?)?;
+            let r4_ref: PackageRef = R4_CORE.parse().map_err(Box::new)?;
+            let r4 = dir.locate(&r4_ref).map_err(Box::new)?;
             let path = r4.root.join("other").join("fhir.schema.json");
             builder = builder.json_schema_file(&path)?;
         }

@@ -1,11 +1,36 @@
 //! Unit tests for local expansion (in-memory resources only).
 
 use super::*;
-use crate::packages::DirResolver;
-use serde_json::json;
+use crate::packages::CanonicalResolver;
+use serde_json::{json, Value};
+
+/// In-memory resources by canonical URL.
+#[derive(Default)]
+struct MemoryResolver(Vec<Arc<Value>>);
+
+impl MemoryResolver {
+    fn add(&mut self, resource: Value) {
+        self.0.push(Arc::new(resource));
+    }
+}
+
+impl CanonicalResolver for MemoryResolver {
+    fn resolve(&self, canonical: &str) -> Option<Arc<Value>> {
+        let url = canonical.split('|').next().unwrap_or(canonical);
+        self.0.iter().find(|r| r["url"] == url).cloned()
+    }
+
+    fn all_of_type(&self, resource_type: &str) -> Vec<Arc<Value>> {
+        self.0
+            .iter()
+            .filter(|r| r["resourceType"] == resource_type)
+            .cloned()
+            .collect()
+    }
+}
 
 fn term() -> Terminology {
-    let mut r = DirResolver::default();
+    let mut r = MemoryResolver::default();
     r.add(
         json!({"resourceType":"CodeSystem","url":"http://x/cs","content":"complete","concept":[
         {"code":"a","concept":[{"code":"a1"},{"code":"a2","concept":[{"code":"a2x"}]}]},

@@ -34,6 +34,9 @@ impl<'a> Walk<'a> {
         skip: Option<&ElementDef>,
     ) {
         for c in &el.constraints {
+            if c.for_type.as_deref().is_some_and(|t| t != node_type) {
+                continue;
+            }
             if c.compiled.is_err() && self.note_seen(c.note_id) {
                 continue;
             }

@@ -79,6 +79,9 @@ pub struct ConstraintDef {
     pub severity: Severity,
     pub human: String,
     pub compiled: Result<Arc<dyn CompiledInvariant>, String>,
+    /// On a choice element: the datatype this constraint belongs to (it is skipped for
+    /// values of the other types).
+    pub for_type: Option<String>,
     /// Prebuilt diagnostics for the "not evaluated" information issue (empty when compiled).
     pub not_evaluated: String,
 }

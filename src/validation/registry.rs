@@ -130,6 +130,36 @@ impl Registry {
             .get_or_init(|| self.terminology.expand(&b.value_set))
     }
 
+    /// On a choice element (`rate[x]`: Ratio | Quantity), a constraint that one of the
+    /// datatypes declares on itself (`rat-1` of Ratio) applies only when the value has that
+    /// type; R4 snapshots copy such constraints onto the choice element.
+    fn constraint_owner_type(
+        &self,
+        e: &serde_json::Map<String, Value>,
+        key: &str,
+    ) -> Option<String> {
+        let types = e.get("type").and_then(Value::as_array)?;
+        if types.len() < 2 {
+            return None;
+        }
+        types
+            .iter()
+            .filter_map(|t| t.get("code").and_then(Value::as_str))
+            .find(|code| {
+                let url = format!("http://hl7.org/fhir/StructureDefinition/{code}");
+                self.conformance
+                    .structure_definition(&url)
+                    .ok()
+                    .and_then(|sd| {
+                        sd["snapshot"]["element"][0]["constraint"]
+                            .as_array()
+                            .map(|cs| cs.iter().any(|c| c["key"] == key))
+                    })
+                    .unwrap_or(false)
+            })
+            .map(str::to_string)
+    }
+
     fn compile_constraint(&self, key: &str, expression: Option<&str>) -> CompiledResult {
         let Some(expr) = expression else {
             return Err("the constraint has no FHIRPath expression".into());
@@ -279,6 +309,7 @@ impl Registry {
                         format!("Constraint {key} of {url} not evaluated: {reason} ({human})")
                     }
                 };
+                let for_type = self.constraint_owner_type(e, &key);
                 Some(ConstraintDef {
                     not_evaluated,
                     note_id,
@@ -286,13 +317,9 @@ impl Registry {
                         Some("error") => Severity::Error,
                         _ => Severity::Warning,
                     },
-                    human: c
-                        .get("human")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string(),
-                    compiled: self
-                        .compile_constraint(&key, c.get("expression").and_then(Value::as_str)),
+                    human,
+                    compiled,
+                    for_type,
                     key,
                 })
             })

@@ -93,6 +93,16 @@ impl<'a> Walk<'a> {
             }
             if let Some(max) = se.max {
                 if n > max {
+                    // Point at the first item beyond the slice's maximum.
+                    let extra = out
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, h)| **h == Some(s))
+                        .nth(max as usize)
+                        .map(|(i, _)| i);
+                    if let Some(i) = extra {
+                        push_index(&mut self.path, i);
+                    }
                     self.error(
                         IssueType::Structure,
                         format!(
@@ -100,6 +110,7 @@ impl<'a> Walk<'a> {
                             el.path
                         ),
                     );
+                    self.path.truncate(base_len);
                 }
             }
         }
