@@ -18,12 +18,29 @@
 //! * [`validation`] — compiles profiles once into a validator; structure, profile,
 //!   terminology, NHS-specific and invariant checks; produces an [`outcome::OperationOutcome`].
 //! * [`definitions`] — loads all of the above from configuration at start-up.
+//! * [`http`] — listener, request ids, limits, content negotiation, errors as OperationOutcome.
+//! * [`intake`] — FHIR REST routes: metadata, create, transaction, `$process-message`, reads,
+//!   searches; accepting a referral in one transaction with its Task and outbox row.
+//! * [`routing`] — which provider gets a referral (provider directory + rules); no I/O.
+//! * [`store`] — versioned resources, idempotency keys and the outbox on SQLite or PostgreSQL.
+//! * [`broker`] — RabbitMQ topology and the outbox relay with publisher confirms.
+//! * [`config`] — the TOML configuration with environment overrides.
+//! * [`service`] — wires the parts together for `spbridge serve` and the tests.
+//! * [`referral_demo`] — `spbridge demo`: referrals end to end on the local RabbitMQ.
 //! * [`outcome`] — the `OperationOutcome` every problem is reported as.
 
+pub mod broker;
+pub mod config;
 pub mod conformance;
 pub mod definitions;
 pub mod fhirpath;
+pub mod http;
+pub mod intake;
 pub mod outcome;
 pub mod packages;
+pub mod referral_demo;
+pub mod routing;
+pub mod service;
+pub mod store;
 pub mod terminology;
 pub mod validation;

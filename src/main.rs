@@ -54,8 +54,30 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Validate the fixture referral set and show what each check finds.
+    /// Run the FHIR REST intake and the outbox relay to RabbitMQ.
+    Serve {
+        /// Configuration file (TOML); SPBRIDGE_<SECTION>__<KEY> variables override it.
+        #[arg(long, env = "SPBRIDGE_CONFIG", default_value = "spbridge.toml")]
+        config: PathBuf,
+    },
+    /// Start the service on a temporary SQLite store, post the fixture referrals over HTTP
+    /// and show them arriving in the provider queues of the local RabbitMQ.
     Demo {
+        /// Optional configuration (broker URL, routing); store and listener are replaced.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Fixtures folder (referral/, providers/, *-bundle.json).
+        #[arg(long, env = "SPBRIDGE_FIXTURES", default_value = "fixtures")]
+        fixtures: PathBuf,
+    },
+    /// Load and check a configuration file, then exit.
+    CheckConfig {
+        #[arg(long, env = "SPBRIDGE_CONFIG", default_value = "spbridge.toml")]
+        config: PathBuf,
+    },
+    /// Validate the fixture referral set, valid documents and invalid variants, and show
+    /// what the validator finds in each.
+    CheckFixtures {
         /// The fixtures folder.
         #[arg(long, default_value = "fixtures")]
         fixtures: PathBuf,
@@ -88,7 +110,14 @@ fn main() -> ExitCode {
             let code = spbridge::packages::cli::run(&args, &mut out, &mut err);
             return ExitCode::from(u8::try_from(code).unwrap_or(2));
         }
-        Command::Demo { fixtures } => commands::demo::run(&cli.definitions, &fixtures),
+        Command::CheckFixtures { fixtures } => {
+            commands::check_fixtures::run(&cli.definitions, &fixtures)
+        }
+        Command::Serve { config } => commands::serve::serve(&cli.definitions, &config),
+        Command::Demo { config, fixtures } => {
+            commands::serve::demo(&cli.definitions, config.as_deref(), &fixtures)
+        }
+        Command::CheckConfig { config } => commands::serve::check_config(&config),
     };
     match result {
         Ok(code) => code,

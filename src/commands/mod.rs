@@ -3,9 +3,10 @@
 //! Owns: reading files and standard input, printing, exit codes. Must not: hold FHIR logic;
 //! everything here calls the library.
 
-pub mod demo;
+pub mod check_fixtures;
 pub mod fhirpath;
 pub mod profiles;
+pub mod serve;
 pub mod validate;
 
 use anyhow::Context;

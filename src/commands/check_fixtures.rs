@@ -1,8 +1,5 @@
-//! `spbridge demo`: loads the definitions, validates every fixture referral (valid ones and
+//! `spbridge check-fixtures`: loads the definitions, validates every fixture referral (valid ones and
 //! the invalid variants) and reports what the validator found and how fast it started.
-//!
-//! The referral loop (intake → store → provider queue → Task updates) joins this demo as
-//! those stages land; see README.md for the status.
 
 use super::validate::print_text;
 use super::DefinitionArgs;

@@ -1,0 +1,276 @@
+//! End-to-end intake benchmark (not a test).
+//!
+//! `cargo run --release --example intake_bench -- [sqlite|postgres] [referrals] [clients]`
+//!
+//! Measures referrals/s from the first POST until the last referral is in its
+//! provider queue (publisher-confirmed and consumed), p50/p99 POST latency, and —
+//! in the same run — the physical limit: a plain lapin publisher with pipelined
+//! confirms sending the same message bodies to a quorum queue. Prints both and
+//! the ratio. Needs RabbitMQ (SPBRIDGE_TEST_AMQP_URL) and, for postgres,
+//! SPBRIDGE_TEST_POSTGRES_URL. Removes its queues, exchanges and schema.
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use serde_json::{json, Value};
+use spbridge::config::{Config, ProviderConfig};
+use spbridge::definitions::{Definitions, DefinitionsConfig};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn env(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn referral(n: usize) -> Value {
+    json!({
+        "resourceType": "ServiceRequest",
+        "meta": {"profile": ["https://fhir.spbridge.org/StructureDefinition/SPBridge-SocialPrescribingReferral"]},
+        "identifier": [{"system": "https://fhir.spbridge.org/Id/gp-referral/B86642", "value": format!("BENCH-{n:08}")}],
+        "status": "active",
+        "intent": "order",
+        "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "306206005"}]}],
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "871731000000106"}]},
+        "subject": {"reference": "Patient/bench-patient"},
+        "requester": {"reference": "PractitionerRole/bench-role"},
+        "performer": [{"identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "8KX42"}}],
+        "reasonCode": [{"coding": [{"system": "http://snomed.info/sct", "code": "422650009"}]}]
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let backend = args.get(1).cloned().unwrap_or_else(|| "sqlite".into());
+    let total: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(2000);
+    let clients: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(32);
+    let amqp = env(
+        "SPBRIDGE_TEST_AMQP_URL",
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+    );
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let mut config = Config::default();
+    config.http.listen = "127.0.0.1:0".into();
+    config.http.max_in_flight = 4096;
+    config.broker.url = amqp.clone();
+    config.broker.prefix = format!("spbbench-{tag}");
+    config.routing.providers = vec![ProviderConfig {
+        id: "8kx42".into(),
+        name: "bench provider".into(),
+        ods_codes: vec!["8KX42".into()],
+        service_identifiers: vec![],
+    }];
+    let schema = format!("spbbench_{tag}");
+    if backend == "postgres" {
+        config.store.url = env(
+            "SPBRIDGE_TEST_POSTGRES_URL",
+            "postgres://postgres@127.0.0.1:5432/test",
+        );
+        config.store.postgres_schema = schema.clone();
+        config.store.max_connections = 16;
+    } else {
+        config.store.url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    }
+    let running = spbridge::service::start(config.clone(), bench_validator())
+        .await
+        .expect("start");
+    let topology = running.topology().clone();
+    let queue = topology.provider_queue("8kx42");
+    while !running
+        .broker_connected
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let connection = Connection::connect(&amqp, ConnectionProperties::default())
+        .await
+        .expect("amqp");
+    let consume_channel = connection.create_channel().await.expect("channel");
+    let mut consumer = consume_channel
+        .basic_consume(
+            queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+
+    // End to end: POST → 201, then in the provider queue.
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let base = running.base_url.clone();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let client = client.clone();
+        let base = base.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut n = c;
+            while n < total {
+                let body = Bytes::from(referral(n).to_string());
+                let request = hyper::Request::post(format!("{base}/ServiceRequest"))
+                    .header("content-type", "application/fhir+json")
+                    .header("prefer", "return=minimal")
+                    .body(Full::new(body))
+                    .expect("request");
+                let t = Instant::now();
+                let response = client.request(request).await.expect("post");
+                assert_eq!(response.status(), hyper::StatusCode::CREATED);
+                let _ = response.into_body().collect().await;
+                latencies.push(t.elapsed());
+                n += clients;
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.expect("client task"));
+    }
+    let posted = started.elapsed();
+    let mut received = 0;
+    let mut message_size = 0;
+    while received < total {
+        match tokio::time::timeout(Duration::from_secs(60), consumer.next()).await {
+            Ok(Some(Ok(delivery))) => {
+                message_size = message_size.max(delivery.data.len());
+                received += 1;
+            }
+            _ => break,
+        }
+    }
+    let end_to_end = started.elapsed();
+    latencies.sort();
+    // The baseline sends bodies as large as the provider messages were.
+    let sample_body = vec![b'x'; message_size.max(1)];
+
+    // Physical limit: plain publisher, pipelined confirms, same kind of queue.
+    let baseline_queue = format!("spbbench-{tag}.baseline");
+    let channel = connection.create_channel().await.expect("channel");
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from(b"quorum".to_vec())),
+    );
+    channel
+        .queue_declare(
+            baseline_queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await
+        .expect("declare");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm");
+    let baseline_start = Instant::now();
+    let mut sent = 0;
+    while sent < total {
+        let mut confirms = Vec::new();
+        for _ in 0..256.min(total - sent) {
+            let props = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type("application/fhir+json".into())
+                .with_message_id(uuid::Uuid::new_v4().to_string().into());
+            confirms.push(
+                channel
+                    .basic_publish(
+                        "".into(),
+                        baseline_queue.as_str().into(),
+                        BasicPublishOptions::default(),
+                        &sample_body,
+                        props,
+                    )
+                    .await
+                    .expect("publish"),
+            );
+            sent += 1;
+        }
+        for c in confirms {
+            c.await.expect("confirm");
+        }
+    }
+    let baseline = baseline_start.elapsed();
+
+    let rate = received as f64 / end_to_end.as_secs_f64();
+    let baseline_rate = total as f64 / baseline.as_secs_f64();
+    println!("backend={backend} referrals={total} clients={clients}");
+    println!(
+        "intake: {received} delivered, {:.0} referrals/s end to end (POSTs done in {:.2}s), p50={:.1}ms p99={:.1}ms",
+        rate,
+        posted.as_secs_f64(),
+        percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0
+    );
+    println!("baseline: {baseline_rate:.0} msgs/s (plain lapin, pipelined confirms, quorum queue)");
+    println!("ratio: {:.2}", rate / baseline_rate);
+
+    let _ = channel
+        .queue_delete(
+            baseline_queue.as_str().into(),
+            QueueDeleteOptions::default(),
+        )
+        .await;
+    for q in topology.queues() {
+        let _ = channel
+            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    for e in topology.exchanges() {
+        let _ = channel
+            .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
+    }
+    running.shutdown().await;
+    if backend == "postgres" {
+        use sqlx::Connection as _;
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&config.store.url).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+            )))
+            .execute(&mut conn)
+            .await;
+        }
+    }
+}
+
+/// The real validator, as `spbridge serve` uses it.
+fn bench_validator() -> Arc<spbridge::validation::Validator> {
+    let packages = std::env::var_os("SPBRIDGE_FHIR_PACKAGES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fhir-packages").into());
+    let config = DefinitionsConfig::standard(
+        packages,
+        Some(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles").into()),
+    );
+    let defs = Definitions::load(&config).expect("FHIR definitions");
+    defs.precompile_standard_profiles()
+        .expect("profiles compile");
+    defs.validator.clone()
+}

@@ -1,0 +1,316 @@
+//! The outbox relay: claims rows, publishes them with pipelined publisher
+//! confirms, and marks them sent only after the broker acks.
+//!
+//! Owns: the connection lifecycle (connect, declare topology, confirm mode,
+//! reconnect with exponential backoff), the publish loop (a batch is published
+//! back-to-back, then its confirms are awaited), retry scheduling of nacked or
+//! returned messages, releasing leases on disconnect, and draining on shutdown.
+//! Must not: build or change message bodies.
+
+use super::topology::{declare_topology, Topology};
+use super::{short, BrokerError};
+use crate::config::BrokerConfig;
+use crate::store::{OutboxRow, Store};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How long a shutdown keeps publishing what is due.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+/// The relay's settings and shared state.
+pub struct Relay {
+    store: Store,
+    config: BrokerConfig,
+    topology: Topology,
+    connected: Arc<AtomicBool>,
+    owner: String,
+}
+
+/// A running relay: stop it with `shutdown`.
+pub struct RelayHandle {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl RelayHandle {
+    /// Stop claiming new work after draining due rows (bounded), close the connection.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Stop requested, or the handle was dropped (which also means stop).
+fn stop_requested(stopped: &watch::Receiver<bool>) -> bool {
+    *stopped.borrow() || stopped.has_changed().is_err()
+}
+
+/// Wait until a stop is requested (returns at once if the handle is gone).
+async fn wait_for_stop(stopped: &mut watch::Receiver<bool>) {
+    while !stop_requested(stopped) {
+        if stopped.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+enum LoopEnd {
+    Shutdown,
+    Disconnected(BrokerError),
+}
+
+impl Relay {
+    pub fn new(
+        store: Store,
+        config: BrokerConfig,
+        topology: Topology,
+        connected: Arc<AtomicBool>,
+    ) -> Relay {
+        Relay {
+            store,
+            config,
+            topology,
+            connected,
+            owner: format!("relay-{}", uuid::Uuid::new_v4()),
+        }
+    }
+
+    /// Run on a tokio task until the handle is shut down.
+    pub fn spawn(self) -> RelayHandle {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(self.run(stopped));
+        RelayHandle { stop, task }
+    }
+
+    async fn run(self, mut stopped: watch::Receiver<bool>) {
+        let base = Duration::from_millis(self.config.reconnect_base_ms.max(1));
+        let max = Duration::from_millis(self.config.reconnect_max_ms.max(1));
+        let mut delay = base;
+        loop {
+            if stop_requested(&stopped) {
+                break;
+            }
+            match self.connect().await {
+                Ok((connection, channel)) => {
+                    self.connected.store(true, Ordering::Relaxed);
+                    tracing::info!(owner = %self.owner, "relay connected to broker");
+                    delay = base;
+                    let end = self.publish_loop(&connection, &channel, &mut stopped).await;
+                    self.connected.store(false, Ordering::Relaxed);
+                    if let Err(err) = self.store.release_outbox_leases(&self.owner).await {
+                        tracing::warn!(error = %err, "could not release outbox leases");
+                    }
+                    let _ = connection
+                        .close(200, "spbridge relay stopping".into())
+                        .await;
+                    match end {
+                        LoopEnd::Shutdown => break,
+                        LoopEnd::Disconnected(err) => {
+                            tracing::warn!(error = %err, "relay lost the broker; reconnecting")
+                        }
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_ms = delay.as_millis() as u64, "relay cannot reach the broker");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = wait_for_stop(&mut stopped) => {}
+            }
+            delay = (delay * 2).min(max);
+        }
+        self.connected.store(false, Ordering::Relaxed);
+    }
+
+    async fn connect(&self) -> Result<(Connection, Channel), BrokerError> {
+        let connecting = Connection::connect(&self.config.url, ConnectionProperties::default());
+        let connection = tokio::time::timeout(Duration::from_secs(10), connecting)
+            .await
+            .map_err(|_| BrokerError::ConnectTimeout)??;
+        let channel = connection.create_channel().await?;
+        declare_topology(&channel, &self.topology).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok((connection, channel))
+    }
+
+    async fn publish_loop(
+        &self,
+        connection: &Connection,
+        channel: &Channel,
+        stopped: &mut watch::Receiver<bool>,
+    ) -> LoopEnd {
+        let signal = self.store.outbox_signal();
+        let poll = Duration::from_millis(self.config.poll_interval_ms.max(1));
+        let lease_ms = (self.config.lease_secs.max(1) * 1000) as i64;
+        let mut drain_until: Option<tokio::time::Instant> = None;
+        loop {
+            if drain_until.is_none() && stop_requested(stopped) {
+                drain_until = Some(tokio::time::Instant::now() + DRAIN_LIMIT);
+            }
+            if drain_until.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                return LoopEnd::Shutdown;
+            }
+            if !connection.status().connected() || !channel.status().connected() {
+                return LoopEnd::Disconnected(BrokerError::Disconnected);
+            }
+            let rows = match self
+                .store
+                .claim_outbox(&self.owner, self.config.batch_size.max(1), lease_ms)
+                .await
+            {
+                Ok(rows) => rows,
+                Err(err) => {
+                    tracing::warn!(error = %err, "relay cannot claim outbox rows");
+                    tokio::time::sleep(poll).await;
+                    continue;
+                }
+            };
+            if rows.is_empty() {
+                if drain_until.is_some() {
+                    return LoopEnd::Shutdown;
+                }
+                tokio::select! {
+                    _ = signal.notified() => {}
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = wait_for_stop(stopped) => {}
+                }
+                continue;
+            }
+            if let Err(err) = self.publish_batch(channel, rows).await {
+                return LoopEnd::Disconnected(err);
+            }
+        }
+    }
+
+    /// Publish every row back-to-back, then collect the confirms.
+    async fn publish_batch(
+        &self,
+        channel: &Channel,
+        rows: Vec<OutboxRow>,
+    ) -> Result<(), BrokerError> {
+        let mut pending = Vec::with_capacity(rows.len());
+        let mut failure: Option<BrokerError> = None;
+        for row in &rows {
+            let m = &row.message;
+            if !self.topology.knows_destination(&m.destination) {
+                self.retry(row, "no exchange declared for this destination")
+                    .await;
+                continue;
+            }
+            let exchange = self.topology.exchange(&m.destination);
+            let (Some(exchange), Some(key)) = (short(&exchange), short(&m.routing_key)) else {
+                self.retry(row, "exchange or routing key too long").await;
+                continue;
+            };
+            let published = channel
+                .basic_publish(
+                    exchange,
+                    key,
+                    BasicPublishOptions {
+                        mandatory: true,
+                        immediate: false,
+                    },
+                    m.body.as_bytes(),
+                    properties(row),
+                )
+                .await;
+            match published {
+                Ok(confirm) => pending.push((row, confirm)),
+                Err(err) => {
+                    failure = Some(err.into());
+                    break;
+                }
+            }
+        }
+        let mut sent = Vec::with_capacity(pending.len());
+        for (row, confirm) in pending {
+            match confirm.await {
+                Ok(Confirmation::Ack(None)) => sent.push(row.message.id.clone()),
+                Ok(Confirmation::Ack(Some(returned))) => {
+                    let why = format!("returned by broker: {}", returned.reply_text);
+                    self.retry(row, &why).await;
+                }
+                Ok(Confirmation::Nack(_)) => self.retry(row, "nacked by broker").await,
+                Ok(Confirmation::NotRequested) => self.retry(row, "confirms not enabled").await,
+                Err(err) => {
+                    if failure.is_none() {
+                        failure = Some(err.into());
+                    }
+                }
+            }
+        }
+        if let Err(err) = self.store.mark_outbox_sent(&sent, &self.owner).await {
+            // The rows stay leased and are re-sent after the lease; same message_id.
+            tracing::error!(error = %err, count = sent.len(), "could not mark confirmed rows sent");
+        }
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+
+    async fn retry(&self, row: &OutboxRow, why: &str) {
+        let attempts = row.attempts.clamp(0, 20) as u32;
+        let delay = self
+            .config
+            .retry_base_ms
+            .saturating_mul(1u64 << attempts.min(16))
+            .min(self.config.retry_max_ms) as i64;
+        tracing::warn!(message_id = %row.message.id, attempts, delay_ms = delay, reason = why, "publish will be retried");
+        if let Err(err) = self
+            .store
+            .reschedule_outbox(&row.message.id, &self.owner, delay, why)
+            .await
+        {
+            tracing::error!(error = %err, "could not reschedule outbox row");
+        }
+    }
+}
+
+fn header_text(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value.as_bytes().to_vec()))
+}
+
+/// AMQP properties of an outbox row: persistent, typed, identified, traced.
+fn properties(row: &OutboxRow) -> BasicProperties {
+    let m = &row.message;
+    let mut headers = FieldTable::default();
+    if let Some(profile) = &m.profile {
+        headers.insert("profile".into(), header_text(profile));
+    }
+    if let Some(tp) = &m.traceparent {
+        headers.insert("traceparent".into(), header_text(tp));
+    }
+    if let Some(ts) = &m.tracestate {
+        headers.insert("tracestate".into(), header_text(ts));
+    }
+    let mut props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_timestamp((row.created_at / 1000).max(0) as u64)
+        .with_headers(headers);
+    if let Some(v) = short(&m.content_type) {
+        props = props.with_content_type(v);
+    }
+    if let Some(v) = short(&m.id) {
+        props = props.with_message_id(v);
+    }
+    if let Some(v) = short(&m.message_type) {
+        props = props.with_type(v);
+    }
+    if let Some(v) = m.correlation_id.as_deref().and_then(short) {
+        props = props.with_correlation_id(v);
+    }
+    if let Some(v) = short("spbridge") {
+        props = props.with_app_id(v);
+    }
+    props
+}

@@ -1,0 +1,329 @@
+//! Service configuration: one TOML file plus environment overrides.
+//!
+//! Owns: the typed configuration tree (`Config` and its sections), defaults, loading
+//! from a file, and `SPBRIDGE_<SECTION>__<KEY>` environment overrides.
+//! Must not: open sockets, files other than the config file itself, or databases;
+//! other modules receive their section and do their own I/O.
+//!
+//! Environment overrides: `SPBRIDGE_HTTP__LISTEN=0.0.0.0:8080` sets `http.listen`;
+//! nested keys are joined by `__`, values are parsed as TOML scalars (integer,
+//! float, boolean) and fall back to a string. `spbridge.example.toml` documents
+//! every key.
+
+mod env;
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+pub use env::apply_env_overrides;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config is not valid TOML: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration tree.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub store: StoreConfig,
+    pub broker: BrokerConfig,
+    pub intake: IntakeConfig,
+    pub routing: RoutingConfig,
+}
+
+/// `[http]`: the listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Socket address to listen on.
+    pub listen: String,
+    /// Base URL used in `Location`, `fullUrl` and paging links; empty = `http://<listen>`.
+    pub base_url: String,
+    /// Largest accepted request body in bytes; larger → 413.
+    pub max_body_bytes: usize,
+    /// Requests processed at once; more → 429.
+    pub max_in_flight: usize,
+    /// Seconds to let in-flight requests finish on shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:8080".into(),
+            base_url: String::new(),
+            max_body_bytes: 1024 * 1024,
+            max_in_flight: 512,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+/// `[store]`: the database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://path/to/file.db` (embedded default) or `postgres://user@host/db`.
+    pub url: String,
+    /// PostgreSQL only: schema to create and use (empty = the server's default search_path).
+    pub postgres_schema: String,
+    /// Pool size (SQLite writes are serialised by the database anyway).
+    pub max_connections: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: "sqlite://spbridge.db".into(),
+            postgres_schema: String::new(),
+            max_connections: 8,
+        }
+    }
+}
+
+/// `[broker]`: RabbitMQ and the outbox relay.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// AMQP URI.
+    pub url: String,
+    /// Prefix of every exchange and queue name (`<prefix>.referrals`, `<prefix>.provider.<id>`).
+    pub prefix: String,
+    /// Run the outbox relay in this process.
+    pub relay_enabled: bool,
+    /// Outbox rows claimed and published per batch (confirms are awaited per batch).
+    pub batch_size: u32,
+    /// Poll interval when no new rows are signalled, milliseconds.
+    pub poll_interval_ms: u64,
+    /// How long a claimed row stays leased to this instance, seconds.
+    pub lease_secs: u64,
+    /// First retry delay after a nack/return, milliseconds (doubles per attempt).
+    pub retry_base_ms: u64,
+    /// Largest retry delay, milliseconds.
+    pub retry_max_ms: u64,
+    /// `/readyz` is unready while the oldest unsent outbox row is older than this, milliseconds.
+    pub ready_max_outbox_lag_ms: u64,
+    /// First reconnect delay, milliseconds (doubles per failure).
+    pub reconnect_base_ms: u64,
+    /// Largest reconnect delay, milliseconds.
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            prefix: "spbridge".into(),
+            relay_enabled: true,
+            batch_size: 256,
+            poll_interval_ms: 200,
+            lease_secs: 30,
+            retry_base_ms: 500,
+            retry_max_ms: 60_000,
+            ready_max_outbox_lag_ms: 60_000,
+            reconnect_base_ms: 250,
+            reconnect_max_ms: 30_000,
+        }
+    }
+}
+
+/// `[intake]`: FHIR REST behaviour.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntakeConfig {
+    /// Profile a POSTed ServiceRequest is validated against.
+    pub referral_profile: String,
+    /// Default `_count` of searches.
+    pub default_page_size: u32,
+    /// Largest `_count` honoured.
+    pub max_page_size: u32,
+    /// `MessageHeader.source.endpoint` of messages spbridge sends.
+    pub source_endpoint: String,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        IntakeConfig {
+            referral_profile:
+                "https://fhir.spbridge.org/StructureDefinition/SPBridge-SocialPrescribingReferral"
+                    .into(),
+            default_page_size: 20,
+            max_page_size: 200,
+            source_endpoint: "https://spbridge.example/fhir".into(),
+        }
+    }
+}
+
+/// `[routing]`: which provider gets a referral.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Provider that receives referrals no other route matches (the link-worker hub).
+    pub triage_provider: String,
+    /// Folder of FHIR Organization / HealthcareService JSON files (the provider directory).
+    pub directory: Option<PathBuf>,
+    /// Known providers; each gets a queue.
+    pub providers: Vec<ProviderConfig>,
+    /// Rules tried in order when the referral names no known performer.
+    pub rules: Vec<RuleConfig>,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            triage_provider: "triage".into(),
+            directory: None,
+            providers: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// `[[routing.providers]]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Provider id: `[a-z0-9-]`, used in queue names and routing keys.
+    pub id: String,
+    pub name: String,
+    /// ODS organisation codes that identify this provider as a `performer`.
+    pub ods_codes: Vec<String>,
+    /// HealthcareService identifiers (`system|value`) that identify this provider.
+    pub service_identifiers: Vec<String>,
+}
+
+/// `[[routing.rules]]`: all non-empty conditions must match.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuleConfig {
+    pub provider: String,
+    /// `system|code` (or bare `code`) matched against category, code and reasonCode.
+    pub codes: Vec<String>,
+    /// Postcode districts (outward codes such as `LS6`) of the patient's address.
+    pub postcode_districts: Vec<String>,
+}
+
+impl Config {
+    /// Read a TOML file, apply environment overrides, check it.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml_with_env(&text, std::env::vars())
+    }
+
+    /// Parse TOML text, apply the given `SPBRIDGE_…` overrides, check it.
+    pub fn from_toml_with_env(
+        text: &str,
+        vars: impl Iterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = toml::from_str(text)?;
+        apply_env_overrides(&mut table, vars)?;
+        let config: Config = toml::Value::Table(table).try_into()?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Consistency checks that serde cannot express.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let valid_id = |id: &str| {
+            !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        };
+        for p in &self.routing.providers {
+            if !valid_id(&p.id) {
+                return Err(ConfigError::Invalid(format!(
+                    "routing.providers id {:?} must be 1-64 characters of [a-z0-9-]",
+                    p.id
+                )));
+            }
+        }
+        if !valid_id(&self.routing.triage_provider) {
+            return Err(ConfigError::Invalid(
+                "routing.triage_provider must be 1-64 characters of [a-z0-9-]".into(),
+            ));
+        }
+        if !self
+            .broker
+            .prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || self.broker.prefix.is_empty()
+            || self.broker.prefix.len() > 100
+        {
+            return Err(ConfigError::Invalid(
+                "broker.prefix must be 1-100 characters of [A-Za-z0-9-_.]".into(),
+            ));
+        }
+        if self.http.max_body_bytes == 0 || self.http.max_in_flight == 0 {
+            return Err(ConfigError::Invalid(
+                "http.max_body_bytes and http.max_in_flight must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every provider id that needs a queue: configured providers plus the triage provider.
+    pub fn provider_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .routing
+            .providers
+            .iter()
+            .map(|p| p.id.clone())
+            .collect();
+        ids.push(self.routing.triage_provider.clone());
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses() {
+        let text = include_str!("../../spbridge.example.toml");
+        let config = Config::from_toml_with_env(text, std::iter::empty()).unwrap();
+        assert!(!config.routing.providers.is_empty());
+    }
+
+    #[test]
+    fn env_overrides_nested_keys() {
+        let vars = vec![
+            (
+                "SPBRIDGE_HTTP__LISTEN".to_string(),
+                "0.0.0.0:9000".to_string(),
+            ),
+            (
+                "SPBRIDGE_HTTP__MAX_BODY_BYTES".to_string(),
+                "42".to_string(),
+            ),
+            ("OTHER".to_string(), "x".to_string()),
+        ];
+        let config = Config::from_toml_with_env("", vars.into_iter()).unwrap();
+        assert_eq!(config.http.listen, "0.0.0.0:9000");
+        assert_eq!(config.http.max_body_bytes, 42);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        assert!(Config::from_toml_with_env("[http]\nlisten_on = 1", std::iter::empty()).is_err());
+    }
+}

@@ -1,0 +1,300 @@
+//! Accepting a referral: the one path every entry point (single POST, transaction,
+//! message) ends in.
+//!
+//! Owns: the duplicate guard (identifier and request-id keys), routing the
+//! referral, creating its Task, and committing the ServiceRequest, its companions,
+//! the Task and the outbox row in ONE store transaction; validation helpers that
+//! re-root issue locations for Bundle entries.
+//! Must not: shape HTTP responses (callers do) or publish anything.
+
+use super::{provider_message, Intake};
+use crate::outcome::OperationOutcome;
+use crate::routing::{Provider, ReferralFacts, ODS_SYSTEM, PROVIDER_ID_SYSTEM};
+use crate::store::{
+    instant_text, now_millis, CommitOutcome, IdempotencyClaim, ResourceWrite, StoreError,
+    StoredResource, WriteUnit,
+};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+
+/// A resource that arrives with the referral and is stored with it.
+#[derive(Debug, Clone)]
+pub(crate) struct Companion {
+    pub resource_type: String,
+    pub id: String,
+    pub resource: Value,
+}
+
+/// A referral ready to accept: ids assigned, references rewritten, validated.
+#[derive(Debug, Clone)]
+pub(crate) struct Submission {
+    pub service_request_id: String,
+    pub service_request: Value,
+    pub companions: Vec<Companion>,
+    /// Further idempotency keys (e.g. the message's `X-Request-ID`).
+    pub extra_keys: Vec<String>,
+    /// Extra facts kept with the keys, handed back to a duplicate.
+    pub extra_refs: Map<String, Value>,
+    pub correlation_id: String,
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+    pub base_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Accepted {
+    pub service_request: StoredResource,
+    pub task: StoredResource,
+    pub companions: Vec<StoredResource>,
+    pub provider: Provider,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum AcceptOutcome {
+    Accepted(Box<Accepted>),
+    /// Already accepted earlier; the refs stored then.
+    Duplicate(Value),
+}
+
+/// Idempotency keys of a ServiceRequest's business identifiers.
+pub(crate) fn identifier_keys(service_request: &Value) -> Vec<String> {
+    service_request
+        .get("identifier")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|i| {
+            let system = i.get("system")?.as_str()?;
+            let value = i.get("value")?.as_str()?;
+            Some(format!("ServiceRequest.identifier|{system}|{value}"))
+        })
+        .collect()
+}
+
+/// `Type/id` of a literal reference (relative or absolute URL).
+pub(crate) fn relative_reference(reference: &str) -> Option<(String, String)> {
+    let mut parts = reference.rsplit('/');
+    let id = parts.next()?;
+    let rtype = parts.next()?;
+    let starts_upper = rtype.chars().next().is_some_and(|c| c.is_ascii_uppercase());
+    (starts_upper && !id.is_empty()).then(|| (rtype.to_string(), id.to_string()))
+}
+
+impl Intake {
+    /// Validate one resource; issue locations are re-rooted under `root`
+    /// (e.g. `Bundle.entry[2].resource`) when given.
+    pub(crate) fn validate_resource(
+        &self,
+        resource: &Value,
+        root: Option<&str>,
+        outcome: &mut OperationOutcome,
+    ) {
+        let rtype = resource
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let profile = (rtype == "ServiceRequest").then_some(self.config.referral_profile.as_str());
+        let found = self.validator.validate(resource, profile);
+        for mut issue in found.issues {
+            if let Some(root) = root {
+                issue.expression = issue
+                    .expression
+                    .into_iter()
+                    .map(|e| match e.strip_prefix(rtype) {
+                        Some(rest) if rest.is_empty() || rest.starts_with('.') => {
+                            format!("{root}{rest}")
+                        }
+                        _ => format!("{root}.{e}"),
+                    })
+                    .collect();
+            }
+            outcome.push(issue);
+        }
+    }
+
+    /// Refs stored with an earlier acceptance of any of these keys.
+    pub(crate) async fn find_duplicate(
+        &self,
+        keys: &[String],
+    ) -> Result<Option<Value>, StoreError> {
+        for key in keys {
+            if let Some(refs) = self.store.idempotency_refs(key).await? {
+                return Ok(Some(refs));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Route, create the Task, commit everything with the outbox row.
+    pub(crate) async fn accept(&self, submission: Submission) -> Result<AcceptOutcome, StoreError> {
+        let mut keys = identifier_keys(&submission.service_request);
+        keys.extend(submission.extra_keys.iter().cloned());
+        if let Some(refs) = self.find_duplicate(&keys).await? {
+            return Ok(AcceptOutcome::Duplicate(refs));
+        }
+        // Everything routing and the provider message may need, by reference.
+        let mut known: HashMap<String, Value> = HashMap::new();
+        for c in &submission.companions {
+            known.insert(format!("{}/{}", c.resource_type, c.id), c.resource.clone());
+        }
+        let sr = &submission.service_request;
+        let mut wanted: Vec<&str> = Vec::new();
+        for pointer in ["/subject/reference", "/requester/reference"] {
+            wanted.extend(sr.pointer(pointer).and_then(Value::as_str));
+        }
+        for p in sr
+            .get("performer")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            wanted.extend(p.get("reference").and_then(Value::as_str));
+        }
+        let mut fetched: HashMap<String, Value> = HashMap::new();
+        for reference in wanted {
+            let Some((rtype, id)) = relative_reference(reference) else {
+                continue;
+            };
+            let key = format!("{rtype}/{id}");
+            if known.contains_key(&key) || fetched.contains_key(&key) {
+                continue;
+            }
+            if let Some(found) = self.store.read(&rtype, &id).await? {
+                fetched.insert(key, found.resource);
+            }
+        }
+        let resolve = |reference: &str| -> Option<&Value> {
+            let (rtype, id) = relative_reference(reference)?;
+            let key = format!("{rtype}/{id}");
+            known
+                .get(&key)
+                .or_else(|| fetched.get(&key))
+                .or_else(|| self.router.directory_resource(&key))
+        };
+        let decision = self
+            .router
+            .route(&ReferralFacts::from_referral(sr, &resolve));
+        let provider = decision.provider.clone();
+        tracing::info!(provider = %provider.id, reason = ?decision.reason, "referral routed");
+
+        let task_id = uuid::Uuid::new_v4().to_string();
+        let task = new_task(&submission, &provider);
+        let mut refs = submission.extra_refs.clone();
+        refs.insert(
+            "serviceRequest".into(),
+            json!(format!("ServiceRequest/{}", submission.service_request_id)),
+        );
+        refs.insert("task".into(), json!(format!("Task/{task_id}")));
+        refs.insert("provider".into(), json!(provider.id));
+        let refs = Value::Object(refs);
+
+        let mut writes = vec![
+            ResourceWrite {
+                resource_type: "ServiceRequest".into(),
+                id: submission.service_request_id.clone(),
+                resource: submission.service_request.clone(),
+                if_match: None,
+            },
+            ResourceWrite {
+                resource_type: "Task".into(),
+                id: task_id,
+                resource: task,
+                if_match: None,
+            },
+        ];
+        for c in &submission.companions {
+            writes.push(ResourceWrite {
+                resource_type: c.resource_type.clone(),
+                id: c.id.clone(),
+                resource: c.resource.clone(),
+                if_match: None,
+            });
+        }
+        let context = provider_message::MessageContext {
+            message_id: uuid::Uuid::new_v4().to_string(),
+            provider: provider.clone(),
+            source_endpoint: self.config.source_endpoint.clone(),
+            base_url: submission.base_url.clone(),
+            profile: sr
+                .pointer("/meta/profile/0")
+                .and_then(Value::as_str)
+                .unwrap_or(&self.config.referral_profile)
+                .to_string(),
+            correlation_id: submission.correlation_id.clone(),
+            traceparent: submission.traceparent.clone(),
+            tracestate: submission.tracestate.clone(),
+            fetched: fetched.clone(),
+        };
+        let unit = WriteUnit {
+            writes,
+            idempotency: keys
+                .into_iter()
+                .map(|key| IdempotencyClaim {
+                    key,
+                    refs: refs.clone(),
+                })
+                .collect(),
+            outbox: Vec::new(),
+            outbox_from_stored: Some(Box::new(move |stored: &[StoredResource]| {
+                vec![provider_message::outbox_row(&context, stored)]
+            })),
+        };
+        match self.store.commit(unit).await? {
+            CommitOutcome::Duplicate { refs, .. } => Ok(AcceptOutcome::Duplicate(refs)),
+            CommitOutcome::Committed(mut stored) => {
+                let companions = stored.split_off(2.min(stored.len()));
+                let mut it = stored.into_iter();
+                match (it.next(), it.next()) {
+                    (Some(service_request), Some(task)) => {
+                        Ok(AcceptOutcome::Accepted(Box::new(Accepted {
+                            service_request,
+                            task,
+                            companions,
+                            provider,
+                        })))
+                    }
+                    _ => Err(StoreError::Corrupt(
+                        "commit returned too few resources".into(),
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// The Task that tracks a referral at its provider.
+fn new_task(submission: &Submission, provider: &Provider) -> Value {
+    let sr = &submission.service_request;
+    let sr_ref = json!({"reference": format!("ServiceRequest/{}", submission.service_request_id)});
+    let owner = match &provider.ods_code {
+        Some(ods) => {
+            json!({"identifier": {"system": ODS_SYSTEM, "value": ods}, "display": provider.name})
+        }
+        None => {
+            json!({"identifier": {"system": PROVIDER_ID_SYSTEM, "value": provider.id}, "display": provider.name})
+        }
+    };
+    let mut task = json!({
+        "resourceType": "Task",
+        "meta": {"profile": ["https://fhir.hl7.org.uk/StructureDefinition/UKCore-Task"]},
+        "status": "requested",
+        "intent": "order",
+        "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]},
+        "basedOn": [sr_ref.clone()],
+        "focus": sr_ref,
+        "authoredOn": instant_text(now_millis()),
+        "owner": owner,
+    });
+    if let Value::Object(map) = &mut task {
+        if let Some(subject) = sr.get("subject") {
+            map.insert("for".into(), subject.clone());
+        }
+        if let Some(requester) = sr.get("requester") {
+            map.insert("requester".into(), requester.clone());
+        }
+        if let Some(priority) = sr.get("priority") {
+            map.insert("priority".into(), priority.clone());
+        }
+    }
+    task
+}

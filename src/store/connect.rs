@@ -1,0 +1,102 @@
+//! Opening a store: URL → backend, pool set-up, per-connection settings, migrations.
+//!
+//! Owns: `Store::connect`, SQLite pragmas (WAL, busy timeout), the PostgreSQL
+//! schema (created when configured) and running the embedded migrations.
+//! Must not: read or write resources.
+
+use super::{Backend, Store, StoreError};
+use crate::config::StoreConfig;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, Executor};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Store {
+    /// Connect, apply per-connection settings and run migrations.
+    pub async fn connect(config: &StoreConfig) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if config.url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if config.url.starts_with("postgres:") || config.url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let url = match backend {
+            Backend::Sqlite if !config.url.contains('?') => format!("{}?mode=rwc", config.url),
+            _ => config.url.clone(),
+        };
+        let schema = config.postgres_schema.clone();
+        if !schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(StoreError::Config(
+                "store.postgres_schema must be [a-z0-9_]".into(),
+            ));
+        }
+        let options = AnyConnectOptions::from_str(&url)?;
+        if backend == Backend::Postgres && !schema.is_empty() {
+            let mut conn = sqlx::AnyConnection::connect_with(&options).await?;
+            conn.execute(AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+            )))
+            .await?;
+            conn.close().await?;
+        }
+        let max = match backend {
+            // One writer at a time anyway; a small pool avoids lock churn.
+            Backend::Sqlite => config.max_connections.clamp(1, 4),
+            Backend::Postgres => config.max_connections.max(1),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                let schema = schema.clone();
+                Box::pin(async move {
+                    match backend {
+                        Backend::Sqlite => {
+                            conn.execute("PRAGMA journal_mode=WAL").await?;
+                            conn.execute("PRAGMA busy_timeout=10000").await?;
+                            conn.execute("PRAGMA synchronous=NORMAL").await?;
+                            conn.execute("PRAGMA foreign_keys=ON").await?;
+                        }
+                        Backend::Postgres if !schema.is_empty() => {
+                            conn.execute(AssertSqlSafe(format!("SET search_path TO \"{schema}\"")))
+                                .await?;
+                        }
+                        Backend::Postgres => {}
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Store {
+            pool,
+            backend,
+            outbox_signal: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Begin a write transaction (`BEGIN IMMEDIATE` on SQLite so that concurrent
+    /// writers queue on the busy timeout instead of failing on lock upgrade).
+    pub(super) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+}

@@ -1,0 +1,127 @@
+//! Durable storage: one `Store` API over SQLite (embedded default, WAL) and PostgreSQL.
+//!
+//! Owns: the connection pool, migrations, versioned FHIR resources with history,
+//! search indexes, idempotency keys, and outbox rows (claim with leases, mark sent,
+//! reschedule). Every `commit` is one database transaction.
+//! Must not: decide routing, status rules or what a message means — callers hand
+//! in finished resources and outbox rows.
+//!
+//! Both backends run the same SQL (sqlx `Any` driver with `$n` placeholders); the
+//! only dialect differences are `BEGIN IMMEDIATE` on SQLite and
+//! `FOR UPDATE SKIP LOCKED` when claiming outbox rows on PostgreSQL.
+
+mod connect;
+mod outbox;
+mod resources;
+mod search_index;
+
+use serde_json::Value;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+pub use outbox::{NewOutboxMessage, OutboxRow, OutboxStats};
+pub use resources::{CommitOutcome, IdempotencyClaim, OutboxFromStored, ResourceWrite, WriteUnit};
+pub use search_index::{supported_params, SearchQuery, SearchResult, TimeBound};
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// OpenTelemetry `db.system` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgresql",
+        }
+    }
+}
+
+/// Storage failures. Never carries resource content.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported store url (expected sqlite:// or postgres://)")]
+    UnsupportedUrl,
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("stored content of {0} is not valid JSON")]
+    Corrupt(String),
+    #[error("version conflict on {0}")]
+    VersionConflict(String),
+}
+
+/// One version of a stored resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResource {
+    pub resource_type: String,
+    pub id: String,
+    pub version_id: i64,
+    /// Unix epoch milliseconds.
+    pub last_updated: i64,
+    /// The resource with `id`, `meta.versionId` and `meta.lastUpdated` set.
+    pub resource: Value,
+}
+
+impl StoredResource {
+    /// `Type/id`.
+    pub fn reference(&self) -> String {
+        format!("{}/{}", self.resource_type, self.id)
+    }
+}
+
+/// The store handle; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: sqlx::AnyPool,
+    backend: Backend,
+    outbox_signal: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl Store {
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Signalled after every commit that wrote outbox rows (same process only).
+    pub fn outbox_signal(&self) -> Arc<Notify> {
+        self.outbox_signal.clone()
+    }
+
+    /// Cheap liveness check of the database.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Close the pool (waits for checked-out connections).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// FHIR `instant` text for epoch milliseconds.
+pub fn instant_text(millis: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(millis)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

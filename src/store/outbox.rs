@@ -1,0 +1,214 @@
+//! The transactional outbox: rows written with the resources they announce, then
+//! claimed, published and marked sent by the relay.
+//!
+//! Owns: outbox row shapes, insertion inside a commit, claiming with leases
+//! (plus `FOR UPDATE SKIP LOCKED` on PostgreSQL) so that several instances never
+//! hold the same row at once, marking sent, rescheduling with a delay, backlog stats.
+//! Must not: talk to the broker or interpret message bodies.
+
+use super::{now_millis, Backend, Store, StoreError};
+use sqlx::Row;
+
+/// An outbox row to write with a commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOutboxMessage {
+    /// Stable message id (AMQP `message_id`), the same on every re-send.
+    pub id: String,
+    /// Logical destination (exchange suffix), e.g. `referrals`.
+    pub destination: String,
+    pub routing_key: String,
+    /// AMQP `type`: the event code, e.g. `servicerequest-request`.
+    pub message_type: String,
+    pub content_type: String,
+    /// Profile of the body, sent as a header.
+    pub profile: Option<String>,
+    pub body: String,
+    pub correlation_id: Option<String>,
+    /// W3C trace context of the request that wrote the row.
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+}
+
+/// A claimed outbox row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    pub message: NewOutboxMessage,
+    pub attempts: i64,
+    pub created_at: i64,
+}
+
+/// Backlog of unsent rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutboxStats {
+    pub pending: i64,
+    /// Age of the oldest unsent row in milliseconds (0 when none).
+    pub oldest_age_ms: i64,
+}
+
+pub(super) async fn insert_outbox(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    m: &NewOutboxMessage,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO outbox (id, destination, routing_key, message_type, content_type, profile, \
+         body, correlation_id, traceparent, tracestate, created_at, attempts, next_attempt_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $11)",
+    )
+    .bind(m.id.clone())
+    .bind(m.destination.clone())
+    .bind(m.routing_key.clone())
+    .bind(m.message_type.clone())
+    .bind(m.content_type.clone())
+    .bind(m.profile.clone())
+    .bind(m.body.clone())
+    .bind(m.correlation_id.clone())
+    .bind(m.traceparent.clone())
+    .bind(m.tracestate.clone())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Lease up to `limit` due rows to `owner` for `lease_ms`, oldest first.
+    pub async fn claim_outbox(
+        &self,
+        owner: &str,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let now = now_millis();
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE outbox SET lease_owner = $1, lease_until = $2 WHERE seq IN (\
+               SELECT seq FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= $3 \
+               AND (lease_until IS NULL OR lease_until < $3) ORDER BY seq LIMIT {limit}{lock}) \
+             RETURNING id, destination, routing_key, message_type, content_type, profile, body, \
+               correlation_id, traceparent, tracestate, attempts, created_at, seq"
+        );
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(owner.to_string())
+            .bind(now + lease_ms)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut claimed: Vec<(i64, OutboxRow)> = Vec::with_capacity(rows.len());
+        for row in rows {
+            claimed.push((
+                row.try_get(12)?,
+                OutboxRow {
+                    message: NewOutboxMessage {
+                        id: row.try_get(0)?,
+                        destination: row.try_get(1)?,
+                        routing_key: row.try_get(2)?,
+                        message_type: row.try_get(3)?,
+                        content_type: row.try_get(4)?,
+                        profile: row.try_get(5)?,
+                        body: row.try_get(6)?,
+                        correlation_id: row.try_get(7)?,
+                        traceparent: row.try_get(8)?,
+                        tracestate: row.try_get(9)?,
+                    },
+                    attempts: row.try_get(10)?,
+                    created_at: row.try_get(11)?,
+                },
+            ));
+        }
+        // RETURNING order is unspecified; publish in write order.
+        claimed.sort_by_key(|(seq, _)| *seq);
+        Ok(claimed.into_iter().map(|(_, row)| row).collect())
+    }
+
+    /// Mark rows sent (only rows still leased to `owner`). Returns rows updated.
+    pub async fn mark_outbox_sent(&self, ids: &[String], owner: &str) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let now = now_millis();
+        let mut tx = self.begin_write().await?;
+        let mut updated = 0;
+        for chunk in ids.chunks(200) {
+            let placeholders: Vec<String> =
+                (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+            let sql = format!(
+                "UPDATE outbox SET sent_at = $1, lease_owner = NULL, lease_until = NULL, \
+                 attempts = attempts + 1 WHERE lease_owner = $2 AND id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(now)
+                .bind(owner.to_string());
+            for id in chunk {
+                q = q.bind(id.clone());
+            }
+            updated += q.execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// Give a row back for a later attempt (after a nack, a return or a lost connection).
+    pub async fn reschedule_outbox(
+        &self,
+        id: &str,
+        owner: &str,
+        delay_ms: i64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let now = now_millis();
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE outbox SET lease_owner = NULL, lease_until = NULL, attempts = attempts + 1, \
+             next_attempt_at = $1, last_error = $2 WHERE id = $3 AND lease_owner = $4",
+        )
+        .bind(now + delay_ms)
+        .bind(error.to_string())
+        .bind(id.to_string())
+        .bind(owner.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Release every lease held by `owner` without counting an attempt (shutdown,
+    /// connection loss before publishing).
+    pub async fn release_outbox_leases(&self, owner: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE outbox SET lease_owner = NULL, lease_until = NULL \
+             WHERE lease_owner = $1 AND sent_at IS NULL",
+        )
+        .bind(owner.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Unsent rows and the age of the oldest.
+    pub async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), COALESCE(MIN(created_at), 0) FROM outbox WHERE sent_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let pending: i64 = row.try_get(0)?;
+        let oldest: i64 = row.try_get(1)?;
+        Ok(OutboxStats {
+            pending,
+            oldest_age_ms: if pending > 0 {
+                now_millis() - oldest
+            } else {
+                0
+            },
+        })
+    }
+}

@@ -1,0 +1,366 @@
+//! Versioned FHIR resources, their search index and idempotency keys.
+//!
+//! Owns: `commit` (resources + idempotency keys + outbox rows in ONE transaction),
+//! reads, version reads, history, searches and idempotency look-ups.
+//! Must not: build resources or messages; it only stamps `id` and `meta`.
+
+use super::outbox::{insert_outbox, NewOutboxMessage};
+use super::search_index::{self, SearchQuery, SearchResult, TimeBound};
+use super::{instant_text, now_millis, Store, StoreError, StoredResource};
+use serde_json::{json, Value};
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+
+/// One resource to create or update.
+#[derive(Debug, Clone)]
+pub struct ResourceWrite {
+    pub resource_type: String,
+    pub id: String,
+    pub resource: Value,
+    /// For updates: the version the caller read (`If-Match`); `None` = unconditional.
+    pub if_match: Option<i64>,
+}
+
+/// A key that may be claimed once (duplicate guard); `refs` is what the first
+/// claimant stored, handed to later duplicates.
+#[derive(Debug, Clone)]
+pub struct IdempotencyClaim {
+    pub key: String,
+    pub refs: Value,
+}
+
+/// Builds outbox rows from the versions just stamped, inside the same transaction
+/// (so a message body carries the stored `meta.versionId`/`lastUpdated`).
+pub type OutboxFromStored = Box<dyn FnOnce(&[StoredResource]) -> Vec<NewOutboxMessage> + Send>;
+
+/// Everything one accepted request writes, atomically.
+#[derive(Default)]
+pub struct WriteUnit {
+    pub writes: Vec<ResourceWrite>,
+    pub idempotency: Vec<IdempotencyClaim>,
+    pub outbox: Vec<NewOutboxMessage>,
+    pub outbox_from_stored: Option<OutboxFromStored>,
+}
+
+/// Result of a commit.
+#[derive(Debug, Clone)]
+pub enum CommitOutcome {
+    /// Written; the stored versions in the order of `writes`.
+    Committed(Vec<StoredResource>),
+    /// Nothing written: an idempotency key was already claimed.
+    Duplicate { key: String, refs: Value },
+}
+
+const SELECT_COLUMNS: &str = "resource_type, id, version_id, last_updated, content";
+
+fn row_to_resource(row: &AnyRow) -> Result<StoredResource, StoreError> {
+    let resource_type: String = row.try_get(0)?;
+    let id: String = row.try_get(1)?;
+    let content: String = row.try_get(4)?;
+    let resource = serde_json::from_str(&content)
+        .map_err(|_| StoreError::Corrupt(format!("{resource_type}/{id}")))?;
+    Ok(StoredResource {
+        resource_type,
+        id,
+        version_id: row.try_get(2)?,
+        last_updated: row.try_get(3)?,
+        resource,
+    })
+}
+
+impl Store {
+    /// Write a unit in one transaction. Idempotency keys are claimed first; if any
+    /// is already taken, everything is rolled back and the earlier refs returned.
+    pub async fn commit(&self, unit: WriteUnit) -> Result<CommitOutcome, StoreError> {
+        let now = now_millis();
+        let mut tx = self.begin_write().await?;
+        for claim in &unit.idempotency {
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (key, refs, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(claim.key.clone())
+            .bind(claim.refs.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                tx.rollback().await?;
+                let refs = self
+                    .idempotency_refs(&claim.key)
+                    .await?
+                    .unwrap_or(Value::Null);
+                return Ok(CommitOutcome::Duplicate {
+                    key: claim.key.clone(),
+                    refs,
+                });
+            }
+        }
+        let mut stored = Vec::with_capacity(unit.writes.len());
+        let mut index_rows: Vec<(String, String, &'static str, String)> = Vec::new();
+        for write in unit.writes {
+            let current: Option<i64> = sqlx::query(
+                "SELECT version_id FROM resources WHERE resource_type = $1 AND id = $2",
+            )
+            .bind(write.resource_type.clone())
+            .bind(write.id.clone())
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?;
+            if let Some(expected) = write.if_match {
+                if current != Some(expected) {
+                    tx.rollback().await?;
+                    return Err(StoreError::VersionConflict(format!(
+                        "{}/{}",
+                        write.resource_type, write.id
+                    )));
+                }
+            }
+            let version = current.unwrap_or(0) + 1;
+            let mut resource = write.resource;
+            stamp(&mut resource, &write.resource_type, &write.id, version, now);
+            let content = resource.to_string();
+            let sql = if current.is_some() {
+                "UPDATE resources SET version_id = $3, last_updated = $4, content = $5 \
+                 WHERE resource_type = $1 AND id = $2"
+            } else {
+                "INSERT INTO resources (resource_type, id, version_id, last_updated, content) \
+                 VALUES ($1, $2, $3, $4, $5)"
+            };
+            for statement in [
+                sql,
+                "INSERT INTO resource_history (resource_type, id, version_id, last_updated, content) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            ] {
+                sqlx::query(statement)
+                    .bind(write.resource_type.clone())
+                    .bind(write.id.clone())
+                    .bind(version)
+                    .bind(now)
+                    .bind(content.clone())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if current.is_some() {
+                sqlx::query("DELETE FROM search_index WHERE resource_type = $1 AND id = $2")
+                    .bind(write.resource_type.clone())
+                    .bind(write.id.clone())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for (param, value) in search_index::extract(&write.resource_type, &resource) {
+                index_rows.push((write.resource_type.clone(), write.id.clone(), param, value));
+            }
+            stored.push(StoredResource {
+                resource_type: write.resource_type,
+                id: write.id,
+                version_id: version,
+                last_updated: now,
+                resource,
+            });
+        }
+        // All index rows in a few multi-row statements (fewer round trips).
+        for chunk in index_rows.chunks(100) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    format!(
+                        "(${}, ${}, ${}, ${})",
+                        4 * i + 1,
+                        4 * i + 2,
+                        4 * i + 3,
+                        4 * i + 4
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO search_index (resource_type, id, param, value) VALUES {}",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (rtype, id, param, value) in chunk {
+                q = q
+                    .bind(rtype.clone())
+                    .bind(id.clone())
+                    .bind(*param)
+                    .bind(value.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let mut outbox = unit.outbox;
+        if let Some(build) = unit.outbox_from_stored {
+            outbox.extend(build(&stored));
+        }
+        let wrote_outbox = !outbox.is_empty();
+        for message in &outbox {
+            insert_outbox(&mut tx, message, now).await?;
+        }
+        tx.commit().await?;
+        if wrote_outbox {
+            self.outbox_signal.notify_one();
+        }
+        Ok(CommitOutcome::Committed(stored))
+    }
+
+    /// The current version of a resource.
+    pub async fn read(
+        &self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<StoredResource>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {SELECT_COLUMNS} FROM resources WHERE resource_type = $1 AND id = $2"
+        )))
+        .bind(resource_type.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(row_to_resource).transpose()
+    }
+
+    /// One historical version.
+    pub async fn read_version(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+    ) -> Result<Option<StoredResource>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {SELECT_COLUMNS} FROM resource_history \
+             WHERE resource_type = $1 AND id = $2 AND version_id = $3"
+        )))
+        .bind(resource_type.to_string())
+        .bind(id.to_string())
+        .bind(version_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(row_to_resource).transpose()
+    }
+
+    /// Every version, newest first.
+    pub async fn history(
+        &self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {SELECT_COLUMNS} FROM resource_history \
+             WHERE resource_type = $1 AND id = $2 ORDER BY version_id DESC"
+        )))
+        .bind(resource_type.to_string())
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(row_to_resource).collect()
+    }
+
+    /// What the first claimant of an idempotency key stored, if anyone did.
+    pub async fn idempotency_refs(&self, key: &str) -> Result<Option<Value>, StoreError> {
+        let row = sqlx::query("SELECT refs FROM idempotency_keys WHERE key = $1")
+            .bind(key.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => {
+                let text: String = row.try_get(0)?;
+                Ok(Some(serde_json::from_str(&text).map_err(|_| {
+                    StoreError::Corrupt("idempotency key".into())
+                })?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Search current versions. Parameters must be among `supported_params` (the
+    /// caller reports unknown ones); `_id` is handled here.
+    pub async fn search(
+        &self,
+        resource_type: &str,
+        query: &SearchQuery,
+    ) -> Result<SearchResult, StoreError> {
+        let mut filter = String::from("r.resource_type = $1");
+        let mut binds: Vec<Bind> = vec![Bind::Text(resource_type.to_string())];
+        for (param, values) in &query.params {
+            if values.is_empty() {
+                continue;
+            }
+            let mut alternatives = Vec::new();
+            for value in values {
+                binds.push(Bind::Text(value.clone()));
+                alternatives.push(format!("${}", binds.len()));
+            }
+            if param == "_id" {
+                filter.push_str(&format!(" AND r.id IN ({})", alternatives.join(", ")));
+                continue;
+            }
+            binds.push(Bind::Text(param.clone()));
+            filter.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM search_index s WHERE s.resource_type = r.resource_type \
+                 AND s.id = r.id AND s.param = ${} AND s.value IN ({}))",
+                binds.len(),
+                alternatives.join(", ")
+            ));
+        }
+        for bound in &query.last_updated {
+            let (op, millis) = match *bound {
+                TimeBound::Gt(m) => (">", m),
+                TimeBound::Ge(m) => (">=", m),
+                TimeBound::Lt(m) => ("<", m),
+                TimeBound::Le(m) => ("<=", m),
+            };
+            binds.push(Bind::Int(millis));
+            filter.push_str(&format!(" AND r.last_updated {op} ${}", binds.len()));
+        }
+        let count_sql = format!("SELECT COUNT(*) FROM resources r WHERE {filter}");
+        let mut count_query = sqlx::query(AssertSqlSafe(count_sql));
+        for b in &binds {
+            count_query = b.bind(count_query);
+        }
+        let total: i64 = count_query.fetch_one(&self.pool).await?.try_get(0)?;
+        let page_sql = format!(
+            "SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.content \
+             FROM resources r WHERE {filter} ORDER BY r.last_updated, r.id LIMIT {} OFFSET {}",
+            query.count, query.offset
+        );
+        let mut page_query = sqlx::query(AssertSqlSafe(page_sql));
+        for b in &binds {
+            page_query = b.bind(page_query);
+        }
+        let rows = page_query.fetch_all(&self.pool).await?;
+        let matches = rows.iter().map(row_to_resource).collect::<Result<_, _>>()?;
+        Ok(SearchResult { total, matches })
+    }
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+impl Bind {
+    fn bind<'q>(&self, query: AnyQuery<'q>) -> AnyQuery<'q> {
+        match self {
+            Bind::Text(s) => query.bind(s.clone()),
+            Bind::Int(i) => query.bind(*i),
+        }
+    }
+}
+
+/// Set `resourceType`, `id`, `meta.versionId`, `meta.lastUpdated`.
+fn stamp(resource: &mut Value, resource_type: &str, id: &str, version: i64, now: i64) {
+    if let Value::Object(map) = resource {
+        map.insert("resourceType".into(), json!(resource_type));
+        map.insert("id".into(), json!(id));
+        let meta = map.entry("meta").or_insert_with(|| json!({}));
+        if !meta.is_object() {
+            *meta = json!({});
+        }
+        if let Value::Object(meta) = meta {
+            meta.insert("versionId".into(), json!(version.to_string()));
+            meta.insert("lastUpdated".into(), json!(instant_text(now)));
+        }
+    }
+}
