@@ -29,6 +29,7 @@
 //! * [`referral_demo`] — `spbridge demo`: referrals end to end on the local RabbitMQ.
 //! * [`outcome`] — the `OperationOutcome` every problem is reported as.
 
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod conformance;

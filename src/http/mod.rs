@@ -46,6 +46,8 @@ pub struct ApiRequest {
     pub tracestate: Option<String>,
     /// Absolute base URL of the service, no trailing slash.
     pub base_url: String,
+    /// The verified caller; `None` when authentication is off (local development only).
+    pub principal: Option<std::sync::Arc<crate::auth::Principal>>,
 }
 
 impl ApiRequest {

@@ -253,6 +253,7 @@ async fn pipeline(
         traceparent,
         tracestate,
         base_url,
+        principal: None,
     };
     shared.routes.handle(request).await
 }
