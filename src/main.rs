@@ -70,6 +70,24 @@ enum Command {
         #[arg(long, env = "SPBRIDGE_FIXTURES", default_value = "fixtures")]
         fixtures: PathBuf,
     },
+    /// The provider inbox: receive referrals from your queue, record each as received,
+    /// and print a summary.
+    Inbox {
+        #[command(flatten)]
+        provider: commands::provider::ProviderArgs,
+        /// Stop after this many referrals (default: run until interrupted).
+        #[arg(long)]
+        count: Option<usize>,
+    },
+    /// Send a provider's update to a referral's Task (accept, reject, start, complete, note).
+    Task {
+        /// The Task id (shown by `spbridge inbox`).
+        id: String,
+        #[command(flatten)]
+        provider: commands::provider::ProviderArgs,
+        #[command(subcommand)]
+        action: commands::provider::TaskCommand,
+    },
     /// Load and check a configuration file, then exit.
     CheckConfig {
         #[arg(long, env = "SPBRIDGE_CONFIG", default_value = "spbridge.toml")]
@@ -118,6 +136,12 @@ fn main() -> ExitCode {
             commands::serve::demo(&cli.definitions, config.as_deref(), &fixtures)
         }
         Command::CheckConfig { config } => commands::serve::check_config(&config),
+        Command::Inbox { provider, count } => commands::provider::inbox(&provider, count),
+        Command::Task {
+            id,
+            provider,
+            action,
+        } => commands::provider::task(&provider, &id, action),
     };
     match result {
         Ok(code) => code,

@@ -2,16 +2,19 @@
 //! `Config`, and stops them in order.
 //!
 //! Owns: start-up order (store + migrations → provider directory → router →
-//! listener → relay) and shutdown order (stop accepting → finish in-flight
-//! requests → relay drains what is due → close the store).
+//! workflow → listener → relay, task-update consumer, notifier) and shutdown order
+//! (stop accepting → finish in-flight requests → stop consuming updates → relay
+//! drains what is due → notifier finishes its deliveries → close the store).
 //! Must not: contain request or publishing logic.
 
-use crate::broker::{Relay, RelayHandle, Topology};
+use crate::broker::{ConsumerHandle, Relay, RelayHandle, TaskUpdateConsumer, Topology};
 use crate::config::{BrokerConfig, Config};
 use crate::http::{serve, HttpSettings, PlainAcceptor};
 use crate::intake::{Intake, ReferralValidator};
+use crate::notify::{Notifier, NotifierHandle};
 use crate::routing::{Router, RoutingError};
 use crate::store::{Store, StoreError};
+use crate::workflow::Workflow;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -47,6 +50,8 @@ pub struct Running {
     stop_http: oneshot::Sender<()>,
     http_task: JoinHandle<()>,
     relay: Option<RelayHandle>,
+    consumer: Option<ConsumerHandle>,
+    notifier: Option<NotifierHandle>,
     topology: Topology,
 }
 
@@ -115,12 +120,21 @@ pub async fn start(
         config.http.base_url.trim_end_matches('/').to_string()
     };
     let broker_connected = Arc::new(AtomicBool::new(false));
+    let workflow = Arc::new(Workflow::new(
+        store.clone(),
+        router.clone(),
+        validator.clone(),
+        config.tasks.clone(),
+        config.notify.clone(),
+        config.intake.clone(),
+    ));
     let intake = Intake::new(
         store.clone(),
         router.clone(),
         validator,
         config.intake.clone(),
         broker_connected.clone(),
+        workflow.clone(),
     )
     .with_max_outbox_lag_ms(config.broker.ready_max_outbox_lag_ms);
     let settings = HttpSettings {
@@ -142,11 +156,26 @@ pub async fn start(
     let topology = Topology {
         prefix: config.broker.prefix.clone(),
         provider_ids: router.provider_ids(),
+        requester_queues: config.notify.requester_queues.clone(),
     };
     let relay = config
         .broker
         .relay_enabled
         .then(|| spawn_relay(&store, &config.broker, &topology, &broker_connected));
+    let consumer = config.tasks.consumer_enabled.then(|| {
+        TaskUpdateConsumer::new(
+            workflow.clone(),
+            config.broker.clone(),
+            topology.clone(),
+            config.tasks.prefetch,
+            base_url.clone(),
+        )
+        .spawn()
+    });
+    let notifier = config
+        .notify
+        .enabled
+        .then(|| Notifier::new(store.clone(), config.notify.clone()).spawn());
     tracing::info!(addr = %local_addr, store = store.backend().name(), "spbridge listening");
     Ok(Running {
         local_addr,
@@ -157,6 +186,8 @@ pub async fn start(
         stop_http,
         http_task,
         relay,
+        consumer,
+        notifier,
         topology,
     })
 }
@@ -200,8 +231,14 @@ impl Running {
     pub async fn shutdown(self) {
         let _ = self.stop_http.send(());
         let _ = self.http_task.await;
+        if let Some(consumer) = self.consumer {
+            consumer.shutdown().await;
+        }
         if let Some(relay) = self.relay {
             relay.shutdown().await;
+        }
+        if let Some(notifier) = self.notifier {
+            notifier.shutdown().await;
         }
         self.store.close().await;
     }

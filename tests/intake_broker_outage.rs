@@ -118,10 +118,7 @@ async fn several_relays_publish_each_row_once(db: Db) {
 
     let mut broker = config.broker.clone();
     broker.batch_size = 4;
-    let topology = Topology {
-        prefix: config.broker.prefix.clone(),
-        provider_ids: h.running().router.provider_ids(),
-    };
+    let topology: Topology = h.running().topology().clone();
     let mut relays = Vec::new();
     for _ in 0..3 {
         let store = Store::connect(&config.store).await.unwrap();

@@ -136,7 +136,7 @@ async fn suite(db: Db) {
             refs: json!({"serviceRequest": id}),
         }],
         outbox: vec![message(out)],
-        outbox_from_stored: None,
+        ..Default::default()
     };
     assert!(matches!(
         store.commit(claimed("s1", "m1")).await.unwrap(),

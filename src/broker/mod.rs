@@ -1,4 +1,4 @@
-//! RabbitMQ: topology and the outbox relay.
+//! RabbitMQ: topology, the outbox relay and the task-update consumer.
 //!
 //! Owns: the lapin connection, declaring the topology idempotently, publishing
 //! outbox rows with pipelined publisher confirms, marking rows sent only after the
@@ -8,9 +8,11 @@
 //! row says the destination, routing key, type and body.
 
 mod relay;
+mod task_updates;
 mod topology;
 
 pub use relay::{Relay, RelayHandle};
+pub use task_updates::{ConsumerHandle, TaskUpdateConsumer};
 pub use topology::{declare_topology, Topology};
 
 use lapin::types::ShortString;

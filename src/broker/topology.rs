@@ -1,9 +1,11 @@
 //! The exchanges and queues spbridge needs, declared idempotently at start-up.
 //!
 //! Owns: names (`<prefix>.referrals`, `<prefix>.provider.<id>`, `<prefix>.unroutable`,
-//! `<prefix>.dead-letter`) and their declaration: a durable topic exchange with an
-//! alternate exchange, one quorum queue per provider bound with `provider.<id>`
-//! and dead-lettering to the dead-letter exchange.
+//! `<prefix>.dead-letter`, `<prefix>.task-updates`, `<prefix>.notifications`,
+//! `<prefix>.requester.<ODS>`) and their declaration: durable topic exchanges with
+//! an alternate exchange, one quorum queue per provider bound with `provider.<id>`,
+//! the task-updates queue bound with `provider.*`, one quorum queue per configured
+//! requester bound with `requester.<ODS>`, all dead-lettering to the dead-letter exchange.
 //! Must not: publish or consume.
 
 use super::BrokerError;
@@ -16,6 +18,8 @@ use lapin::{Channel, ExchangeKind};
 pub struct Topology {
     pub prefix: String,
     pub provider_ids: Vec<String>,
+    /// ODS codes of requesters with a notification queue.
+    pub requester_queues: Vec<String>,
 }
 
 impl Topology {
@@ -34,11 +38,26 @@ impl Topology {
     pub fn provider_queue(&self, provider_id: &str) -> String {
         format!("{}.provider.{provider_id}", self.prefix)
     }
+    /// Exchange providers publish Task updates to (routing key `provider.<id>`).
+    pub fn task_updates_exchange(&self) -> String {
+        self.exchange("task-updates")
+    }
+    /// The queue spbridge consumes Task updates from.
+    pub fn task_updates_queue(&self) -> String {
+        self.exchange("task-updates")
+    }
+    /// Exchange of referrer notifications (routing key `requester.<ODS>`).
+    pub fn notifications_exchange(&self) -> String {
+        self.exchange("notifications")
+    }
+    pub fn requester_queue(&self, ods: &str) -> String {
+        format!("{}.requester.{}", self.prefix, ods.to_ascii_uppercase())
+    }
     /// Outbox destinations this topology declares an exchange for. A row for any
     /// other destination is held back instead of publishing to a missing exchange
     /// (which would close the channel).
     pub fn knows_destination(&self, destination: &str) -> bool {
-        destination == "referrals"
+        destination == "referrals" || destination == "notifications"
     }
     /// Every queue declared (for clean-up in tests and tools).
     pub fn queues(&self) -> Vec<String> {
@@ -47,6 +66,12 @@ impl Topology {
             .iter()
             .map(|p| self.provider_queue(p))
             .collect();
+        q.extend(
+            self.requester_queues
+                .iter()
+                .map(|o| self.requester_queue(o)),
+        );
+        q.push(self.task_updates_queue());
         q.push(self.unroutable_exchange());
         q.push(self.dead_letter_exchange());
         q
@@ -55,6 +80,8 @@ impl Topology {
     pub fn exchanges(&self) -> Vec<String> {
         vec![
             self.referrals_exchange(),
+            self.task_updates_exchange(),
+            self.notifications_exchange(),
             self.unroutable_exchange(),
             self.dead_letter_exchange(),
         ]
@@ -114,19 +141,38 @@ pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<
             )
             .await?;
     }
-    let mut exchange_args = FieldTable::default();
-    exchange_args.insert("alternate-exchange".into(), text(&ae));
     let referrals = topology.referrals_exchange();
-    channel
-        .exchange_declare(
-            referrals.as_str().into(),
-            ExchangeKind::Topic,
-            durable_exchange(),
-            exchange_args,
-        )
-        .await?;
+    let updates = topology.task_updates_exchange();
+    let notifications = topology.notifications_exchange();
+    for exchange in [&referrals, &updates, &notifications] {
+        let mut exchange_args = FieldTable::default();
+        exchange_args.insert("alternate-exchange".into(), text(&ae));
+        channel
+            .exchange_declare(
+                exchange.as_str().into(),
+                ExchangeKind::Topic,
+                durable_exchange(),
+                exchange_args,
+            )
+            .await?;
+    }
+    let mut bindings: Vec<(String, &String, String)> = Vec::new();
     for provider in &topology.provider_ids {
-        let queue = topology.provider_queue(provider);
+        bindings.push((
+            topology.provider_queue(provider),
+            &referrals,
+            format!("provider.{provider}"),
+        ));
+    }
+    bindings.push((topology.task_updates_queue(), &updates, "provider.*".into()));
+    for ods in &topology.requester_queues {
+        bindings.push((
+            topology.requester_queue(ods),
+            &notifications,
+            format!("requester.{}", ods.to_ascii_uppercase()),
+        ));
+    }
+    for (queue, exchange, key) in bindings {
         channel
             .queue_declare(
                 queue.as_str().into(),
@@ -137,8 +183,8 @@ pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<
         channel
             .queue_bind(
                 queue.as_str().into(),
-                referrals.as_str().into(),
-                format!("provider.{provider}").into(),
+                exchange.as_str().into(),
+                key.as_str().into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )

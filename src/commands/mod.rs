@@ -6,6 +6,7 @@
 pub mod check_fixtures;
 pub mod fhirpath;
 pub mod profiles;
+pub mod provider;
 pub mod serve;
 pub mod validate;
 

@@ -40,6 +40,8 @@ pub struct Config {
     pub broker: BrokerConfig,
     pub intake: IntakeConfig,
     pub routing: RoutingConfig,
+    pub tasks: TasksConfig,
+    pub notify: NotifyConfig,
 }
 
 /// `[http]`: the listener.
@@ -165,6 +167,67 @@ impl Default for IntakeConfig {
     }
 }
 
+/// `[tasks]`: provider updates to referral Tasks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TasksConfig {
+    /// Consume `<prefix>.task-updates` in this process.
+    pub consumer_enabled: bool,
+    /// Unacknowledged task-update messages held at once (AMQP prefetch).
+    pub prefetch: u16,
+    /// Profile an updated Task must conform to.
+    pub task_profile: String,
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        TasksConfig {
+            consumer_enabled: true,
+            prefetch: 32,
+            task_profile:
+                "https://fhir.spbridge.org/StructureDefinition/SPBridge-ProviderTaskUpdate".into(),
+        }
+    }
+}
+
+/// `[notify]`: telling referrers about Task changes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Deliver rest-hook notifications in this process.
+    pub enabled: bool,
+    /// Failed deliveries before a Subscription is set to `error`.
+    pub max_attempts: u32,
+    /// First retry delay, milliseconds (doubles per failure).
+    pub retry_base_ms: u64,
+    /// Largest retry delay, milliseconds.
+    pub retry_max_ms: u64,
+    /// How long to wait for an endpoint's answer, milliseconds.
+    pub timeout_ms: u64,
+    /// Poll interval when nothing is signalled, milliseconds.
+    pub poll_interval_ms: u64,
+    /// Notifications delivered at once (at most one per Subscription).
+    pub batch_size: u32,
+    /// ODS codes of requesters that get an AMQP queue `<prefix>.requester.<ODS>`
+    /// receiving their Tasks' changes.
+    pub requester_queues: Vec<String>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            enabled: true,
+            max_attempts: 8,
+            retry_base_ms: 1_000,
+            retry_max_ms: 300_000,
+            timeout_ms: 10_000,
+            poll_interval_ms: 500,
+            batch_size: 64,
+            requester_queues: Vec::new(),
+        }
+    }
+}
+
 /// `[routing]`: which provider gets a referral.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -268,6 +331,18 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "broker.prefix must be 1-100 characters of [A-Za-z0-9-_.]".into(),
+            ));
+        }
+        for ods in &self.notify.requester_queues {
+            if ods.is_empty() || ods.len() > 16 || !ods.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(ConfigError::Invalid(format!(
+                    "notify.requester_queues entry {ods:?} must be an ODS code (1-16 letters and digits)"
+                )));
+            }
+        }
+        if self.tasks.prefetch == 0 {
+            return Err(ConfigError::Invalid(
+                "tasks.prefetch must be positive".into(),
             ));
         }
         if self.http.max_body_bytes == 0 || self.http.max_in_flight == 0 {

@@ -14,6 +14,7 @@ use crate::store::{
     instant_text, now_millis, CommitOutcome, IdempotencyClaim, ResourceWrite, StoreError,
     StoredResource, WriteUnit,
 };
+use crate::workflow::tenancy;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
@@ -39,6 +40,8 @@ pub(crate) struct Submission {
     pub traceparent: Option<String>,
     pub tracestate: Option<String>,
     pub base_url: String,
+    /// The verified caller (`None` with auth off).
+    pub principal: Option<std::sync::Arc<crate::auth::Principal>>,
 }
 
 #[derive(Debug, Clone)]
@@ -174,11 +177,19 @@ impl Intake {
         let decision = self
             .router
             .route(&ReferralFacts::from_referral(sr, &resolve));
+        let requester = RequesterOrganisation {
+            ods: tenancy::requester_organisation(submission.principal.as_deref(), sr, &resolve),
+            reference: requester_organisation_reference(sr, &resolve),
+        };
         let provider = decision.provider.clone();
         tracing::info!(provider = %provider.id, reason = ?decision.reason, "referral routed");
 
         let task_id = uuid::Uuid::new_v4().to_string();
-        let task = new_task(&submission, &provider);
+        let task = new_task(&submission, &provider, &requester);
+        let mut tags = vec![tenancy::provider_tag(&provider.id)];
+        tags.extend(requester.ods.as_deref().map(tenancy::requester_tag));
+        let mut service_request = submission.service_request.clone();
+        tenancy::set_tags(&mut service_request, &tags);
         let mut refs = submission.extra_refs.clone();
         refs.insert(
             "serviceRequest".into(),
@@ -192,7 +203,7 @@ impl Intake {
             ResourceWrite {
                 resource_type: "ServiceRequest".into(),
                 id: submission.service_request_id.clone(),
-                resource: submission.service_request.clone(),
+                resource: service_request,
                 if_match: None,
             },
             ResourceWrite {
@@ -238,6 +249,7 @@ impl Intake {
             outbox_from_stored: Some(Box::new(move |stored: &[StoredResource]| {
                 vec![provider_message::outbox_row(&context, stored)]
             })),
+            notifications: Vec::new(),
         };
         match self.store.commit(unit).await? {
             CommitOutcome::Duplicate { refs, .. } => Ok(AcceptOutcome::Duplicate(refs)),
@@ -262,8 +274,39 @@ impl Intake {
     }
 }
 
-/// The Task that tracks a referral at its provider.
-fn new_task(submission: &Submission, provider: &Provider) -> Value {
+/// The organisation that made a referral, as far as it is known.
+struct RequesterOrganisation {
+    ods: Option<String>,
+    /// `Organization/<id>` when the referral names the Organization resource.
+    reference: Option<String>,
+}
+
+/// `Organization/<id>` of the requester: the requester itself, or a PractitionerRole's organization.
+fn requester_organisation_reference<'a>(
+    sr: &'a Value,
+    resolve: &dyn Fn(&str) -> Option<&'a Value>,
+) -> Option<String> {
+    let reference = sr.pointer("/requester/reference").and_then(Value::as_str)?;
+    let (rtype, _) = relative_reference(reference)?;
+    let org_ref = match rtype.as_str() {
+        "Organization" => reference,
+        "PractitionerRole" => resolve(reference)?
+            .pointer("/organization/reference")
+            .and_then(Value::as_str)?,
+        _ => return None,
+    };
+    let (rtype, id) = relative_reference(org_ref)?;
+    (rtype == "Organization").then(|| format!("Organization/{id}"))
+}
+
+/// The Task that tracks a referral at its provider. Its `requester` is the referring
+/// organisation (ODS identifier, and reference when known), so a GP system can search
+/// and subscribe with `Task?requester=…`; tenancy tags name requester and provider.
+fn new_task(
+    submission: &Submission,
+    provider: &Provider,
+    requester: &RequesterOrganisation,
+) -> Value {
     let sr = &submission.service_request;
     let sr_ref = json!({"reference": format!("ServiceRequest/{}", submission.service_request_id)});
     let owner = match &provider.ods_code {
@@ -289,12 +332,26 @@ fn new_task(submission: &Submission, provider: &Provider) -> Value {
         if let Some(subject) = sr.get("subject") {
             map.insert("for".into(), subject.clone());
         }
-        if let Some(requester) = sr.get("requester") {
-            map.insert("requester".into(), requester.clone());
+        match &requester.ods {
+            Some(ods) => {
+                let mut reference = json!({"identifier": {"system": ODS_SYSTEM, "value": ods}});
+                if let Some(r) = &requester.reference {
+                    reference["reference"] = json!(r);
+                }
+                map.insert("requester".into(), reference);
+            }
+            None => {
+                if let Some(requester) = sr.get("requester") {
+                    map.insert("requester".into(), requester.clone());
+                }
+            }
         }
         if let Some(priority) = sr.get("priority") {
             map.insert("priority".into(), priority.clone());
         }
     }
+    let mut tags = vec![tenancy::provider_tag(&provider.id)];
+    tags.extend(requester.ods.as_deref().map(tenancy::requester_tag));
+    tenancy::set_tags(&mut task, &tags);
     task
 }

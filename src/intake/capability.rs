@@ -32,8 +32,9 @@ pub fn capability_statement(intake: &Intake, base_url: &str) -> Value {
         .iter()
         .map(|t| {
             let mut interactions = vec![json!({"code": "read"}), json!({"code": "vread"})];
-            let mut entry = json!({"type": t, "versioning": "versioned", "readHistory": false,
+            let mut entry = json!({"type": t, "versioning": "versioned", "readHistory": true,
                                    "updateCreate": false});
+            interactions.push(json!({"code": "history-instance"}));
             if SEARCHABLE_TYPES.contains(t) {
                 interactions.push(json!({"code": "search-type"}));
                 let mut params: Vec<Value> = supported_params(t)
@@ -50,8 +51,16 @@ pub fn capability_statement(intake: &Intake, base_url: &str) -> Value {
                 entry["supportedProfile"] = json!([intake.config.referral_profile]);
             }
             if *t == "Task" {
-                entry["supportedProfile"] =
-                    json!(["https://fhir.hl7.org.uk/StructureDefinition/UKCore-Task"]);
+                interactions.push(json!({"code": "update"}));
+                interactions.push(json!({"code": "patch"}));
+                entry["conditionalUpdate"] = json!(false);
+                entry["supportedProfile"] = json!([
+                    "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Task",
+                    intake.workflow_task_profile()
+                ]);
+            }
+            if *t == "Subscription" {
+                interactions.push(json!({"code": "create"}));
             }
             entry["interaction"] = json!(interactions);
             entry

@@ -3,7 +3,9 @@
 //! Owns: mapping `(method, path)` to a handler, and 404/405 answers.
 //! Must not: implement any interaction itself.
 
-use super::{capability, create, health, message, read, transaction, Intake};
+use super::{
+    capability, create, health, message, read, subscription, task_update, transaction, Intake,
+};
 use crate::http::{ApiRequest, ApiResponse, Routes};
 use crate::outcome::IssueType;
 use hyper::{header, Method, StatusCode};
@@ -19,6 +21,7 @@ pub const READABLE_TYPES: &[&str] = &[
     "PractitionerRole",
     "Organization",
     "HealthcareService",
+    "Subscription",
 ];
 
 /// Resource types that can be searched.
@@ -59,6 +62,20 @@ impl Intake {
             }
             (["ServiceRequest"], _) => not_allowed("GET, POST"),
             (["Task"], &Method::GET) => read::search(self, "Task", &request).await,
+            (["Subscription"], &Method::POST) => subscription::create(self, request).await,
+            (["Subscription"], _) => not_allowed("POST"),
+            (["Task", id], &Method::PUT) => {
+                let id = id.to_string();
+                task_update::put(self, &id, request).await
+            }
+            (["Task", id], &Method::PATCH) => {
+                let id = id.to_string();
+                task_update::patch(self, &id, request).await
+            }
+            ([t, id, "_history"], &Method::GET) if READABLE_TYPES.contains(t) => {
+                read::history(self, t, id, &request).await
+            }
+            ([t, _, "_history"], _) if READABLE_TYPES.contains(t) => not_allowed("GET"),
             ([t], _) if SEARCHABLE_TYPES.contains(t) || READABLE_TYPES.contains(t) => {
                 if SEARCHABLE_TYPES.contains(t) {
                     not_allowed("GET")
@@ -69,6 +86,7 @@ impl Intake {
             ([t, id], &Method::GET) if READABLE_TYPES.contains(t) => {
                 read::read(self, t, id, None, &request).await
             }
+            (["Task", _], _) => not_allowed("GET, PUT, PATCH"),
             ([t, _], _) if READABLE_TYPES.contains(t) => not_allowed("GET"),
             ([t, id, "_history", vid], &Method::GET) if READABLE_TYPES.contains(t) => {
                 read::read(self, t, id, Some(vid), &request).await

@@ -170,6 +170,7 @@ pub(crate) async fn handle(intake: &Intake, request: ApiRequest) -> ApiResponse 
         traceparent: request.traceparent.clone(),
         tracestate: request.tracestate.clone(),
         base_url: request.base_url.clone(),
+        principal: request.principal.clone(),
     };
     match intake.accept(submission).await {
         Err(err) => store_failure(&err),

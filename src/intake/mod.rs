@@ -1,7 +1,8 @@
 //! FHIR REST intake: the routes a GP system calls.
 //!
 //! Owns: `/metadata`, `POST /ServiceRequest`, `POST /` (transaction),
-//! `POST /$process-message`, reads, vreads, searches, `/livez` and `/readyz`;
+//! `POST /$process-message`, reads, vreads, history and searches, `PUT`/`PATCH
+//! /Task/{id}` (through the workflow), `POST /Subscription`, `/livez` and `/readyz`;
 //! turning an accepted referral into ServiceRequest + Task + outbox row (one
 //! store commit); the provider message Bundle; `Prefer` handling; and the
 //! `ReferralValidator` seam to the validation module.
@@ -14,9 +15,11 @@ mod create;
 mod dispatch;
 mod health;
 mod message;
-mod provider_message;
+pub(crate) mod provider_message;
 mod read;
 mod respond;
+mod subscription;
+mod task_update;
 mod transaction;
 
 use crate::config::IntakeConfig;
@@ -57,6 +60,8 @@ pub struct Intake {
     pub(crate) broker_connected: Arc<AtomicBool>,
     /// `/readyz` turns unready when the oldest unsent outbox row is older than this.
     pub(crate) max_outbox_lag_ms: i64,
+    /// Applies Task updates (`PUT`/`PATCH /Task/{id}`).
+    pub(crate) workflow: Arc<crate::workflow::Workflow>,
 }
 
 impl Intake {
@@ -66,6 +71,7 @@ impl Intake {
         validator: Arc<dyn ReferralValidator>,
         config: IntakeConfig,
         broker_connected: Arc<AtomicBool>,
+        workflow: Arc<crate::workflow::Workflow>,
     ) -> Intake {
         Intake {
             store,
@@ -74,7 +80,13 @@ impl Intake {
             config,
             broker_connected,
             max_outbox_lag_ms: 60_000,
+            workflow,
         }
+    }
+
+    /// The profile updated Tasks are validated against.
+    pub(crate) fn workflow_task_profile(&self) -> &str {
+        self.workflow.task_profile()
     }
 
     /// Readiness bound on the age of the oldest unsent outbox row.

@@ -11,6 +11,7 @@ use super::Intake;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::outcome::{Issue, IssueType, OperationOutcome};
 use crate::store::{supported_params, SearchQuery, TimeBound};
+use crate::workflow::tenancy;
 use hyper::{header, StatusCode};
 use serde_json::{json, Value};
 
@@ -41,6 +42,9 @@ pub(crate) async fn read(
     match found {
         Err(err) => store_failure(&err),
         Ok(None) => not_found(resource_type, id),
+        Ok(Some(stored)) if !tenancy::visible(request.principal.as_deref(), &stored.resource) => {
+            not_found(resource_type, id)
+        }
         Ok(Some(stored)) => {
             let tag = etag(&stored);
             if request
@@ -55,6 +59,61 @@ pub(crate) async fn read(
                 .with_header(header::LAST_MODIFIED, &http_date(stored.last_updated))
         }
     }
+}
+
+/// `GET /{type}/{id}/_history`: every version, newest first, as a history Bundle.
+pub(crate) async fn history(
+    intake: &Intake,
+    resource_type: &str,
+    id: &str,
+    request: &ApiRequest,
+) -> ApiResponse {
+    let versions = match intake.store.history(resource_type, id).await {
+        Ok(v) => v,
+        Err(err) => return store_failure(&err),
+    };
+    let Some(current) = versions.iter().max_by_key(|v| v.version_id) else {
+        return not_found(resource_type, id);
+    };
+    if !tenancy::visible(request.principal.as_deref(), &current.resource) {
+        return not_found(resource_type, id);
+    }
+    let base = &request.base_url;
+    let mut versions = versions.clone();
+    versions.sort_by_key(|v| std::cmp::Reverse(v.version_id));
+    let entries: Vec<Value> = versions
+        .iter()
+        .map(|v| {
+            json!({
+                "fullUrl": format!("{base}/{}/{}", v.resource_type, v.id),
+                "resource": v.resource,
+                "request": {
+                    "method": if v.version_id == 1 { "POST" } else { "PUT" },
+                    "url": if v.version_id == 1 {
+                        v.resource_type.clone()
+                    } else {
+                        format!("{}/{}", v.resource_type, v.id)
+                    }
+                },
+                "response": {
+                    "status": if v.version_id == 1 { "201" } else { "200" },
+                    "etag": etag(v),
+                    "lastModified": crate::store::instant_text(v.last_updated)
+                }
+            })
+        })
+        .collect();
+    ApiResponse::json(
+        StatusCode::OK,
+        json!({
+            "resourceType": "Bundle",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "type": "history",
+            "total": entries.len(),
+            "link": [{"relation": "self", "url": format!("{base}/{resource_type}/{id}/_history")}],
+            "entry": entries,
+        }),
+    )
 }
 
 fn not_found(resource_type: &str, id: &str) -> ApiResponse {
@@ -77,10 +136,13 @@ pub(crate) async fn search(
             Err(_) => return bad_param("_count", "must be a non-negative integer"),
         },
     };
-    let query = match build_query(intake, resource_type, &request.query, count) {
+    let mut query = match build_query(intake, resource_type, &request.query, count) {
         Ok(q) => q,
         Err(answer) => return answer,
     };
+    if let Some(tag) = tenancy::search_restriction(request.principal.as_deref()) {
+        query.params.push(("_tag".into(), vec![tag]));
+    }
     let result = match intake.store.search(resource_type, &query).await {
         Ok(r) => r,
         Err(err) => return store_failure(&err),

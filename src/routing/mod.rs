@@ -204,6 +204,22 @@ impl Router {
         self.providers.get(id)
     }
 
+    /// The provider a `Task.owner` identifier names: an ODS code or a provider id.
+    pub fn provider_for_owner(&self, system: Option<&str>, value: &str) -> Option<&Provider> {
+        match system {
+            Some(ODS_SYSTEM) => self
+                .by_ods
+                .get(&value.to_ascii_uppercase())
+                .and_then(|id| self.providers.get(id)),
+            Some(PROVIDER_ID_SYSTEM) => self.providers.get(value),
+            _ => self.providers.get(value).or_else(|| {
+                self.by_ods
+                    .get(&value.to_ascii_uppercase())
+                    .and_then(|id| self.providers.get(id))
+            }),
+        }
+    }
+
     /// Choose the provider for a referral. Always returns one.
     pub fn route(&self, facts: &ReferralFacts) -> RouteDecision {
         let found = |id: &String| self.providers.get(id).cloned();

@@ -86,6 +86,7 @@ impl Store {
             pool,
             backend,
             outbox_signal: Arc::new(Notify::new()),
+            notification_signal: Arc::new(Notify::new()),
         })
     }
 

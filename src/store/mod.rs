@@ -1,7 +1,7 @@
 //! Durable storage: one `Store` API over SQLite (embedded default, WAL) and PostgreSQL.
 //!
 //! Owns: the connection pool, migrations, versioned FHIR resources with history,
-//! search indexes, idempotency keys, and outbox rows (claim with leases, mark sent,
+//! search indexes, idempotency keys, outbox rows and queued notifications (claim with leases, mark sent,
 //! reschedule). Every `commit` is one database transaction.
 //! Must not: decide routing, status rules or what a message means — callers hand
 //! in finished resources and outbox rows.
@@ -11,6 +11,7 @@
 //! `FOR UPDATE SKIP LOCKED` when claiming outbox rows on PostgreSQL.
 
 mod connect;
+mod notifications;
 mod outbox;
 mod resources;
 mod search_index;
@@ -19,9 +20,12 @@ use serde_json::Value;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
+pub use notifications::{NewNotification, PendingNotification};
 pub use outbox::{NewOutboxMessage, OutboxRow, OutboxStats};
 pub use resources::{CommitOutcome, IdempotencyClaim, OutboxFromStored, ResourceWrite, WriteUnit};
-pub use search_index::{supported_params, SearchQuery, SearchResult, TimeBound};
+pub use search_index::{
+    extract as search_index_values, supported_params, SearchQuery, SearchResult, TimeBound,
+};
 
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +86,7 @@ pub struct Store {
     pool: sqlx::AnyPool,
     backend: Backend,
     outbox_signal: Arc<Notify>,
+    notification_signal: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Store {
@@ -100,6 +105,11 @@ impl Store {
     /// Signalled after every commit that wrote outbox rows (same process only).
     pub fn outbox_signal(&self) -> Arc<Notify> {
         self.outbox_signal.clone()
+    }
+
+    /// Signalled after every commit that queued notifications (same process only).
+    pub fn notification_signal(&self) -> Arc<Notify> {
+        self.notification_signal.clone()
     }
 
     /// Cheap liveness check of the database.

@@ -4,6 +4,7 @@
 //! reads, version reads, history, searches and idempotency look-ups.
 //! Must not: build resources or messages; it only stamps `id` and `meta`.
 
+use super::notifications::{insert_notification, NewNotification};
 use super::outbox::{insert_outbox, NewOutboxMessage};
 use super::search_index::{self, SearchQuery, SearchResult, TimeBound};
 use super::{instant_text, now_millis, Store, StoreError, StoredResource};
@@ -40,6 +41,8 @@ pub struct WriteUnit {
     pub idempotency: Vec<IdempotencyClaim>,
     pub outbox: Vec<NewOutboxMessage>,
     pub outbox_from_stored: Option<OutboxFromStored>,
+    /// Rest-hook notifications announcing the versions written.
+    pub notifications: Vec<NewNotification>,
 }
 
 /// Result of a commit.
@@ -196,9 +199,15 @@ impl Store {
         for message in &outbox {
             insert_outbox(&mut tx, message, now).await?;
         }
+        for notification in &unit.notifications {
+            insert_notification(&mut tx, notification, now).await?;
+        }
         tx.commit().await?;
         if wrote_outbox {
             self.outbox_signal.notify_one();
+        }
+        if !unit.notifications.is_empty() {
+            self.notification_signal.notify_one();
         }
         Ok(CommitOutcome::Committed(stored))
     }

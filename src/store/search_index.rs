@@ -43,6 +43,7 @@ pub fn supported_params(resource_type: &str) -> &'static [&'static str] {
             "status",
             "requester",
             "performer",
+            "_tag",
         ],
         "Task" => &[
             "identifier",
@@ -52,7 +53,9 @@ pub fn supported_params(resource_type: &str) -> &'static [&'static str] {
             "owner",
             "requester",
             "patient",
+            "_tag",
         ],
+        "Subscription" => &["status", "_tag"],
         "Patient" | "Organization" | "Practitioner" | "PractitionerRole" | "HealthcareService" => {
             &["identifier"]
         }
@@ -93,7 +96,16 @@ pub fn extract(resource_type: &str, resource: &Value) -> Vec<(&'static str, Stri
         "Patient" | "Organization" | "Practitioner" | "PractitionerRole" | "HealthcareService" => {
             identifiers(&mut out)
         }
+        "Subscription" => code(resource.get("status"), &mut out, "status"),
         _ => {}
+    }
+    for tag in array(resource.get("meta").unwrap_or(&Value::Null), "tag") {
+        if let (Some(system), Some(code)) = (
+            tag.get("system").and_then(Value::as_str),
+            tag.get("code").and_then(Value::as_str),
+        ) {
+            out.push(("_tag", format!("{system}|{code}")));
+        }
     }
     out.sort();
     out.dedup();
