@@ -286,6 +286,7 @@ impl Workflow {
             &instant_text(now_millis()),
         )?;
         merged.from.check_transition(merged.to, actor)?;
+        merged.check_complete()?;
         let new_provider = match &merged.forwarded_to {
             Some(value) => {
                 let system = update

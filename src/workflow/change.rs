@@ -150,15 +150,22 @@ pub fn merge(
     task.insert("status".into(), Value::String(to.as_str().into()));
     task.insert("lastModified".into(), Value::String(now.into()));
     let task = Value::Object(task);
-    if to == TaskStatus::Rejected && task.get("statusReason").is_none() {
-        return Err(ChangeError::RejectWithoutReason);
-    }
     Ok(MergedTask {
         task,
         from,
         to,
         forwarded_to,
     })
+}
+
+impl MergedTask {
+    /// Rules on the merged Task itself (checked after the transition is known to be legal).
+    pub fn check_complete(&self) -> Result<(), ChangeError> {
+        if self.to == TaskStatus::Rejected && self.task.get("statusReason").is_none() {
+            return Err(ChangeError::RejectWithoutReason);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -216,6 +223,8 @@ mod tests {
             "t1",
             "n",
         )
+        .unwrap()
+        .check_complete()
         .unwrap_err();
         assert_eq!(err, ChangeError::RejectWithoutReason);
         let merged = merge(
