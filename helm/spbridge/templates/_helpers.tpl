@@ -85,6 +85,9 @@ store. An explicit terminationGracePeriodSeconds wins.
 {{/* Cross-field checks that values.schema.json cannot express. */}}
 {{- define "spbridge.checks" -}}
 {{- if .Values.autoscaling.enabled -}}
+{{- if not (or .Values.autoscaling.targetCPUUtilizationPercentage .Values.autoscaling.targetMemoryUtilizationPercentage .Values.autoscaling.metrics) -}}
+{{- fail "autoscaling.enabled needs a target: targetCPUUtilizationPercentage, targetMemoryUtilizationPercentage or metrics" -}}
+{{- end -}}
 {{- if gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas) -}}
 {{- fail (printf "autoscaling.minReplicas (%d) must not exceed autoscaling.maxReplicas (%d)" (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
 {{- end -}}

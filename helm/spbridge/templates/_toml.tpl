@@ -77,12 +77,20 @@ out, so a section such as [telemetry] is only written once it has a key.
 {{/*
 The effective configuration: values' `config:` plus the keys the chart owns
 (http.listen from containerPort; routing.directory when a provider directory is mounted).
+store.url / broker.url are left out when a Secret supplies them (SPBRIDGE_STORE__URL,
+SPBRIDGE_BROKER__URL), so the file never shows a URL that is not used.
 */}}
 {{- define "spbridge.config" -}}
 {{- $config := deepCopy .Values.config -}}
 {{- $http := default (dict) $config.http -}}
 {{- $_ := set $http "listen" (printf "0.0.0.0:%d" (int .Values.containerPort)) -}}
 {{- $_ := set $config "http" $http -}}
+{{- if and .Values.store.existingSecret $config.store -}}
+{{- $_ := unset $config.store "url" -}}
+{{- end -}}
+{{- if and .Values.broker.existingSecret $config.broker -}}
+{{- $_ := unset $config.broker "url" -}}
+{{- end -}}
 {{- if or .Values.providerDirectory.existingConfigMap .Values.providerDirectory.resources -}}
 {{- $routing := default (dict) $config.routing -}}
 {{- $_ := set $routing "directory" .Values.providerDirectory.mountPath -}}
