@@ -1,6 +1,8 @@
 //! `spbridge demo`: start the service on an embedded SQLite store against the
-//! local RabbitMQ, post the fixture referrals over HTTP, and show them arriving
-//! in the provider queues.
+//! local RabbitMQ, post the fixture referrals over HTTP, show them arriving in the
+//! provider queues, then run the whole loop for one provider: its inbox receives
+//! the referrals, it accepts, starts and completes one, and the GP's rest-hook
+//! Subscription hears every change.
 //!
 //! Owns: the demo run (its own temporary database and a `spbridge-demo` broker
 //! prefix, removed again at the end) and its terminal output.
@@ -20,8 +22,11 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+
+mod task_loop;
 use std::sync::Arc;
 use std::time::Duration;
+use task_loop::{call, task_loop, RestHook, LOOP_PROVIDER, LOOP_REQUESTER};
 
 /// Why the demo stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -32,10 +37,12 @@ pub enum DemoError {
     TempDir(std::io::Error),
 }
 
-/// The fixture referrals posted, with the endpoint each goes to.
+/// The fixture referrals posted, with the endpoint each goes to. The transaction Bundle
+/// comes first: it carries the surgery's Organization, so its Task names the requester the
+/// GP's Subscription asks about; the single POST and the message repeat the same referral.
 const FIXTURES: &[(&str, &str)] = &[
-    ("referral/servicerequest.json", "/ServiceRequest"),
     ("referral-transaction-bundle.json", "/"),
+    ("referral/servicerequest.json", "/ServiceRequest"),
     ("referral-message-bundle.json", "/$process-message"),
     (
         "referral/variants/healthcareservice-performer-leeds-south.json",
@@ -92,6 +99,26 @@ pub async fn run(
         dir.path().display()
     );
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let hook = RestHook::start().await;
+    if let Some(hook) = &hook {
+        let subscription = serde_json::json!({
+            "resourceType": "Subscription", "status": "requested",
+            "reason": "The surgery wants to hear what happens to its referrals",
+            "criteria": format!("Task?requester={LOOP_REQUESTER}"),
+            "channel": {"type": "rest-hook", "endpoint": hook.url, "payload": "application/fhir+json"}
+        });
+        let (status, _) = call(
+            &client,
+            hyper::Method::POST,
+            &format!("{}/Subscription", running.base_url),
+            Some(&subscription),
+        )
+        .await;
+        println!(
+            "  POST /Subscription  Task?requester={LOOP_REQUESTER} → {status} (rest-hook {})\n",
+            hook.url
+        );
+    }
     for (file, endpoint) in FIXTURES {
         let path = fixtures.join(file);
         let Ok(text) = std::fs::read_to_string(&path) else {
@@ -131,7 +158,16 @@ pub async fn run(
         }
         println!("\nProvider queues:");
         let topology = running.topology().clone();
-        show_queues(&connection, &topology).await;
+        show_queues(&connection, &topology, LOOP_PROVIDER).await;
+        task_loop(
+            &running,
+            &connection,
+            &topology,
+            &client,
+            &hook,
+            &config.broker.url,
+        )
+        .await;
         running.shutdown().await;
         remove_topology(&connection, &topology).await;
         return Ok(());
@@ -153,8 +189,8 @@ pub fn default_fixtures() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("fixtures"))
 }
 
-async fn show_queues(connection: &lapin::Connection, topology: &Topology) {
-    for provider in &topology.provider_ids {
+async fn show_queues(connection: &lapin::Connection, topology: &Topology, skip: &str) {
+    for provider in topology.provider_ids.iter().filter(|p| *p != skip) {
         let queue = topology.provider_queue(provider);
         let Ok(channel) = connection.create_channel().await else {
             return;
