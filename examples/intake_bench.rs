@@ -30,20 +30,19 @@ fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
 
+/// The fixture referral (valid against the spbridge referral profile) with a unique placer id.
 fn referral(n: usize) -> Value {
-    json!({
-        "resourceType": "ServiceRequest",
-        "meta": {"profile": ["https://fhir.spbridge.org/StructureDefinition/SPBridge-SocialPrescribingReferral"]},
-        "identifier": [{"system": "https://fhir.spbridge.org/Id/gp-referral/B86642", "value": format!("BENCH-{n:08}")}],
-        "status": "active",
-        "intent": "order",
-        "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "306206005"}]}],
-        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "871731000000106"}]},
-        "subject": {"reference": "Patient/bench-patient"},
-        "requester": {"reference": "PractitionerRole/bench-role"},
-        "performer": [{"identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "8KX42"}}],
-        "reasonCode": [{"coding": [{"system": "http://snomed.info/sct", "code": "422650009"}]}]
-    })
+    static FIXTURE: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    let mut sr = FIXTURE
+        .get_or_init(|| {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/referral/servicerequest.json");
+            serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json")
+        })
+        .clone();
+    sr["identifier"][0]["value"] = json!(format!("BENCH-{n:08}"));
+    // Routed by the performer's ODS code to the bench provider.
+    sr["performer"] = json!([{"identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "8KX42"}}]);
+    sr
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
