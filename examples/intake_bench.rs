@@ -35,7 +35,10 @@ fn referral(n: usize) -> Value {
     static FIXTURE: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
     let mut sr = FIXTURE
         .get_or_init(|| {
-            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/referral/servicerequest.json");
+            let path = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/fixtures/referral/servicerequest.json"
+            );
             serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json")
         })
         .clone();

@@ -38,7 +38,10 @@ fn referral(n: usize) -> Value {
     static FIXTURE: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
     let mut sr = FIXTURE
         .get_or_init(|| {
-            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/referral/servicerequest.json");
+            let path = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/fixtures/referral/servicerequest.json"
+            );
             serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json")
         })
         .clone();
@@ -183,7 +186,12 @@ async fn main() {
                     .expect("request");
                 let response = client.request(request).await.expect("post");
                 let status = response.status();
-                let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
                 assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
                 n += 16;
             }
