@@ -43,5 +43,6 @@ pub mod referral_demo;
 pub mod routing;
 pub mod service;
 pub mod store;
+pub mod telemetry;
 pub mod terminology;
 pub mod validation;
