@@ -33,6 +33,27 @@ pub const NOTIFICATIONS_DELIVERED: &str = "spbridge_notifications_delivered_tota
 pub const NOTIFICATIONS_FAILED: &str = "spbridge_notifications_failed_total";
 pub const TOKEN_REQUESTS: &str = "spbridge_token_requests_total";
 
+/// Every metric name, for checks of dashboards and alert rules.
+pub const ALL: &[&str] = &[
+    HTTP_REQUESTS,
+    HTTP_DURATION,
+    VALIDATION_FAILURES,
+    REFERRALS_ACCEPTED,
+    REFERRALS_ROUTED,
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+    PUBLISH_CONFIRM_DURATION,
+    BROKER_CONNECTED,
+    TASK_UPDATES,
+    NOTIFICATIONS_PENDING,
+    NOTIFICATIONS_DELIVERED,
+    NOTIFICATIONS_FAILED,
+    TOKEN_REQUESTS,
+];
+
+/// The histograms among them (exposed as `_bucket`, `_sum`, `_count`).
+pub const HISTOGRAMS: &[&str] = &[HTTP_DURATION, PUBLISH_CONFIRM_DURATION];
+
 /// The media type of the exposition.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
