@@ -217,6 +217,9 @@ fn server_span(
     if let Some(id) = trace_id {
         span.record("trace_id", id.as_str());
     }
+    if let Some(id) = propagation::span_id(&span) {
+        span.record("span_id", id.as_str());
+    }
     span
 }
 

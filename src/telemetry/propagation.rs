@@ -122,6 +122,30 @@ pub fn set_parent_from_amqp(span: &tracing::Span, headers: &FieldTable) {
     }
 }
 
+/// Write the trace context of `span` into outgoing HTTP headers (a notification request);
+/// returns false (headers untouched) when the span has none.
+pub fn inject_http(headers: &mut hyper::HeaderMap, span: &tracing::Span) -> bool {
+    let Some((tp, ts)) = span_traceparent(span) else {
+        return false;
+    };
+    let Ok(tp) = hyper::header::HeaderValue::from_str(&tp) else {
+        return false;
+    };
+    headers.insert(TRACEPARENT, tp);
+    headers.remove(TRACESTATE);
+    if let Some(ts) = ts.and_then(|t| hyper::header::HeaderValue::from_str(&t).ok()) {
+        headers.insert(TRACESTATE, ts);
+    }
+    true
+}
+
+/// The span id (16 lower-case hex digits) of `span`, when it has one.
+pub fn span_id(span: &tracing::Span) -> Option<String> {
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| sc.span_id().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -101,6 +101,7 @@ pub fn http_server(method: &'static str, route: &str, scheme: &'static str) -> t
         url.scheme = scheme,
         http.response.status_code = Empty,
         trace_id = Empty,
+        span_id = Empty,
         request_id = Empty,
         correlation_id = Empty,
     )
@@ -171,6 +172,57 @@ pub fn record_publish_outcome(span: &tracing::Span, outcome: &'static str) {
         span.record("otel.status_code", "error");
         span.record("otel.status_description", outcome);
     }
+}
+
+/// The consumer span of processing one AMQP delivery (a provider's Task update), a child of
+/// the trace context in its headers when they carry one. `queue` is the queue consumed from.
+pub fn amqp_process(
+    queue: &str,
+    message_id: Option<&str>,
+    headers: Option<&lapin::types::FieldTable>,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "amqp.process",
+        otel.name = %format!("process {queue}"),
+        otel.kind = "consumer",
+        otel.status_code = Empty,
+        messaging.system = "rabbitmq",
+        messaging.operation = "process",
+        messaging.operation.type = "process",
+        messaging.destination.name = %queue,
+        messaging.message.id = message_id.unwrap_or(""),
+        outcome = Empty,
+    );
+    if let Some(headers) = headers {
+        super::propagation::set_parent_from_amqp(&span, headers);
+    }
+    span
+}
+
+/// Record how a delivery was handled (`applied`, `duplicate`, `rejected`, `dead_lettered`);
+/// anything but `applied`/`duplicate` marks the span as an error.
+pub fn record_process_outcome(span: &tracing::Span, outcome: &'static str) {
+    span.record("outcome", outcome);
+    if !matches!(outcome, "applied" | "duplicate") {
+        span.record("otel.status_code", "error");
+    }
+}
+
+/// The client span of an outgoing HTTP request (a rest-hook notification). Only the server
+/// address and port are recorded, never the full URL (it may carry a subscriber's secret).
+/// Inject its context into the request with `propagation::inject_http`; record the answer
+/// with `record_http_status`.
+pub fn http_client(method: &'static str, server_address: &str, server_port: u16) -> tracing::Span {
+    tracing::info_span!(
+        "http.client.request",
+        otel.name = method,
+        otel.kind = "client",
+        otel.status_code = Empty,
+        http.request.method = method,
+        server.address = %server_address,
+        server.port = server_port,
+        http.response.status_code = Empty,
+    )
 }
 
 #[cfg(test)]
