@@ -88,9 +88,18 @@ pub fn route_template(path: &str) -> Cow<'static, str> {
     Cow::Owned(format!("/{rtype}{tail}"))
 }
 
-/// The HTTP server span of one request. `http.response.status_code` and `trace_id` are
-/// recorded when known (see `record_http_status`).
+/// Probe routes: counted in metrics, but no span (a trace every few seconds is noise).
+pub fn is_probe(route: &str) -> bool {
+    matches!(route, "/livez" | "/readyz")
+}
+
+/// The HTTP server span of one request (a disabled span for probes).
+/// `http.response.status_code` and `trace_id` are recorded when known (see
+/// `record_http_status`).
 pub fn http_server(method: &'static str, route: &str, scheme: &'static str) -> tracing::Span {
+    if is_probe(route) {
+        return tracing::Span::none();
+    }
     tracing::info_span!(
         "http.server.request",
         otel.name = %format!("{method} {route}"),
@@ -127,10 +136,13 @@ pub fn validation(
         "validate",
         otel.name = %format!("validate {rtype}"),
         fhir.resource_type = rtype,
-        fhir.profile = profile.unwrap_or(""),
+        fhir.profile = Empty,
         validation.errors = Empty,
         validation.warnings = Empty,
     );
+    if let Some(profile) = profile {
+        span.record("fhir.profile", profile);
+    }
     let outcome = span.in_scope(validate);
     let mut errors = 0u64;
     let mut warnings = 0u64;
