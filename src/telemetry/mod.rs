@@ -38,6 +38,8 @@ pub enum TelemetryError {
 /// (dropping it does the same) so that buffered spans are exported before exit.
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    /// The gRPC exporter's runtime; dropped after the provider has shut down.
+    exporter_runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Telemetry {
@@ -65,6 +67,9 @@ impl Telemetry {
             if let Err(err) = provider.shutdown() {
                 eprintln!("spbridge: stopping the trace exporter: {err}");
             }
+        }
+        if let Some(runtime) = self.exporter_runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }
@@ -108,9 +113,12 @@ where
             .boxed(),
     };
     let settings = OtlpSettings::from_env();
-    let provider = match &settings {
-        Some(settings) => Some(otlp::tracer_provider(settings)?),
-        None => None,
+    let (provider, exporter_runtime) = match &settings {
+        Some(settings) => {
+            let pipeline = otlp::pipeline(settings)?;
+            (Some(pipeline.provider), pipeline.runtime)
+        }
+        None => (None, None),
     };
     let trace_layer: Option<Boxed> = provider.as_ref().map(|provider| {
         // Only spbridge's own spans are exported: library spans (sqlx, lapin, hyper, the
@@ -138,5 +146,8 @@ where
             "exporting traces over OTLP"
         );
     }
-    Ok(Telemetry { provider })
+    Ok(Telemetry {
+        provider,
+        exporter_runtime,
+    })
 }

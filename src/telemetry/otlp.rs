@@ -94,39 +94,74 @@ fn resource() -> Resource {
     builder.build()
 }
 
-fn exporter(settings: &OtlpSettings) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
-    let built = match settings.protocol {
-        OtlpProtocol::HttpProtobuf => {
-            use opentelemetry_otlp::WithExportConfig;
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .build()
-        }
-        #[cfg(feature = "otlp-grpc")]
-        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .build(),
-        #[cfg(not(feature = "otlp-grpc"))]
-        OtlpProtocol::Grpc => {
-            return Err(TelemetryError::Exporter(
-                "OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs spbridge built with the `otlp-grpc` \
-                 feature; use http/protobuf"
-                    .into(),
-            ))
-        }
-    };
-    built.map_err(|e| TelemetryError::Exporter(e.to_string()))
+/// The exporter side of trace export: the provider, and for gRPC the Tokio runtime the tonic
+/// client needs (kept alive until the provider has shut down).
+pub(super) struct Pipeline {
+    pub provider: SdkTracerProvider,
+    pub runtime: Option<tokio::runtime::Runtime>,
+}
+
+fn http_exporter() -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+    use opentelemetry_otlp::WithExportConfig;
+    opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .build()
+        .map_err(|e| TelemetryError::Exporter(e.to_string()))
 }
 
 /// A tracer provider exporting in batches (on the SDK's own thread).
-pub(super) fn tracer_provider(
-    settings: &OtlpSettings,
-) -> Result<SdkTracerProvider, TelemetryError> {
-    Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(exporter(settings)?)
+pub(super) fn pipeline(settings: &OtlpSettings) -> Result<Pipeline, TelemetryError> {
+    let (exporter, runtime) = match settings.protocol {
+        OtlpProtocol::HttpProtobuf => (http_exporter()?, None),
+        OtlpProtocol::Grpc => grpc_exporter()?,
+    };
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
         .with_resource(resource())
-        .build())
+        .build();
+    Ok(Pipeline { provider, runtime })
+}
+
+#[cfg(feature = "otlp-grpc")]
+fn grpc_exporter() -> Result<
+    (
+        opentelemetry_otlp::SpanExporter,
+        Option<tokio::runtime::Runtime>,
+    ),
+    TelemetryError,
+> {
+    // The tonic client must be built inside, and driven by, a Tokio runtime of its own
+    // (the service's runtime starts later and stops earlier than the exporter).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("otlp-grpc")
+        .enable_all()
+        .build()
+        .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+    let exporter = {
+        let _entered = runtime.enter();
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()
+            .map_err(|e| TelemetryError::Exporter(e.to_string()))?
+    };
+    Ok((exporter, Some(runtime)))
+}
+
+#[cfg(not(feature = "otlp-grpc"))]
+fn grpc_exporter() -> Result<
+    (
+        opentelemetry_otlp::SpanExporter,
+        Option<tokio::runtime::Runtime>,
+    ),
+    TelemetryError,
+> {
+    Err(TelemetryError::Exporter(
+        "OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs spbridge built with the `otlp-grpc` feature; \
+         use http/protobuf"
+            .into(),
+    ))
 }
 
 #[cfg(test)]
