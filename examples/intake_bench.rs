@@ -6,7 +6,8 @@
 //! provider queue (publisher-confirmed and consumed), p50/p99 POST latency, and —
 //! in the same run — the physical limit: a plain lapin publisher with pipelined
 //! confirms sending the same message bodies to a quorum queue. Prints both and
-//! the ratio. Needs RabbitMQ (SPBRIDGE_TEST_AMQP_URL) and, for postgres,
+//! the ratio. With OTEL_EXPORTER_OTLP_ENDPOINT set, spans are exported over OTLP (compare
+//! with a run without it for the cost of tracing). Needs RabbitMQ (SPBRIDGE_TEST_AMQP_URL) and, for postgres,
 //! SPBRIDGE_TEST_POSTGRES_URL. Removes its queues, exchanges and schema.
 
 use bytes::Bytes;
@@ -34,9 +35,14 @@ fn referral(n: usize) -> Value {
     json!({
         "resourceType": "ServiceRequest",
         "meta": {"profile": ["https://fhir.spbridge.org/StructureDefinition/SPBridge-SocialPrescribingReferral"]},
-        "identifier": [{"system": "https://fhir.spbridge.org/Id/gp-referral/B86642", "value": format!("BENCH-{n:08}")}],
+        "identifier": [{
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "PLAC"}]},
+            "system": "https://fhir.spbridge.org/Id/gp-referral/B86642",
+            "value": format!("BENCH-{n:08}")
+        }],
         "status": "active",
         "intent": "order",
+        "authoredOn": "2026-09-14T10:42:00+01:00",
         "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "306206005"}]}],
         "code": {"coding": [{"system": "http://snomed.info/sct", "code": "871731000000106"}]},
         "subject": {"reference": "Patient/bench-patient"},
@@ -54,8 +60,24 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // Telemetry as `spbridge serve` sets it up: logs at warn, OTLP trace export only when the
+    // OTEL_* variables ask for it. Compare a run with OTEL_EXPORTER_OTLP_ENDPOINT set to one
+    // without to see what exporting traces costs. Started outside the runtime, like `serve`.
+    let telemetry = spbridge::telemetry::init(&Default::default(), "warn").expect("telemetry");
+    println!(
+        "trace export: {}",
+        if telemetry.exporting() { "on" } else { "off" }
+    );
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(bench());
+    telemetry.shutdown();
+}
+
+async fn bench() {
     let args: Vec<String> = std::env::args().collect();
     let backend = args.get(1).cloned().unwrap_or_else(|| "sqlite".into());
     let total: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(2000);

@@ -126,8 +126,13 @@ where
         let only_ours = Targets::new()
             .with_target("spbridge", LevelFilter::INFO)
             .with_default(LevelFilter::OFF);
+        // Busy/idle timing, thread and source-location attributes are off: they cost a clock
+        // read on every poll of an instrumented future and add little to a trace.
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("spbridge"))
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_location(false)
             .with_filter(only_ours)
             .boxed()
     });
