@@ -91,6 +91,7 @@ pub async fn start(
     config: Config,
     validator: Arc<dyn ReferralValidator>,
 ) -> Result<Running, ServiceError> {
+    crate::telemetry::metrics::install();
     let store = Store::connect(&config.store).await?;
     let directory = match &config.routing.directory {
         Some(dir) => load_directory(dir)?,
