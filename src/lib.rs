@@ -45,6 +45,7 @@ pub mod referral_demo;
 pub mod routing;
 pub mod service;
 pub mod store;
+pub mod telemetry;
 pub mod terminology;
 pub mod validation;
 pub mod workflow;

@@ -96,6 +96,7 @@ pub async fn start(
     config: Config,
     validator: Arc<dyn ReferralValidator>,
 ) -> Result<Running, ServiceError> {
+    crate::telemetry::metrics::install();
     let store = Store::connect(&config.store).await?;
     let directory = match &config.routing.directory {
         Some(dir) => load_directory(dir)?,
@@ -142,6 +143,10 @@ pub async fn start(
         max_body_bytes: config.http.max_body_bytes,
         max_in_flight: config.http.max_in_flight,
         shutdown_grace: Duration::from_secs(config.http.shutdown_grace_secs),
+        metrics_refresh: Some(crate::telemetry::metrics::ServiceGauges::scrape(
+            store.clone(),
+            broker_connected.clone(),
+        )),
     };
     let (stop_http, stopped) = oneshot::channel::<()>();
     let http_task = tokio::spawn(serve(

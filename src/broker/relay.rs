@@ -11,14 +11,16 @@ use super::topology::{declare_topology, Topology};
 use super::{short, BrokerError};
 use crate::config::BrokerConfig;
 use crate::store::{OutboxRow, Store};
+use crate::telemetry::{metrics, propagation, spans};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 /// How long a shutdown keeps publishing what is due.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
@@ -99,10 +101,12 @@ impl Relay {
             match self.connect().await {
                 Ok((connection, channel)) => {
                     self.connected.store(true, Ordering::Relaxed);
+                    metrics::broker_connected(true);
                     tracing::info!(owner = %self.owner, "relay connected to broker");
                     delay = base;
                     let end = self.publish_loop(&connection, &channel, &mut stopped).await;
                     self.connected.store(false, Ordering::Relaxed);
+                    metrics::broker_connected(false);
                     if let Err(err) = self.store.release_outbox_leases(&self.owner).await {
                         tracing::warn!(error = %err, "could not release outbox leases");
                     }
@@ -127,6 +131,7 @@ impl Relay {
             delay = (delay * 2).min(max);
         }
         self.connected.store(false, Ordering::Relaxed);
+        metrics::broker_connected(false);
     }
 
     async fn connect(&self) -> Result<(Connection, Channel), BrokerError> {
@@ -207,46 +212,71 @@ impl Relay {
                 continue;
             }
             let exchange = self.topology.exchange(&m.destination);
-            let (Some(exchange), Some(key)) = (short(&exchange), short(&m.routing_key)) else {
+            let (Some(exchange_name), Some(key)) = (short(&exchange), short(&m.routing_key)) else {
                 self.retry(row, "exchange or routing key too long").await;
                 continue;
             };
+            // The publish span continues the trace of the request that wrote the row.
+            let span = spans::amqp_publish(&exchange, &m.routing_key, &m.id);
+            if let Some(tp) = &m.traceparent {
+                propagation::set_remote_parent(&span, tp, m.tracestate.as_deref());
+            }
+            let started = Instant::now();
             let published = channel
                 .basic_publish(
-                    exchange,
+                    exchange_name,
                     key,
                     BasicPublishOptions {
                         mandatory: true,
                         immediate: false,
                     },
                     m.body.as_bytes(),
-                    properties(row),
+                    properties(row, &span),
                 )
+                .instrument(span.clone())
                 .await;
             match published {
-                Ok(confirm) => pending.push((row, confirm)),
+                Ok(confirm) => pending.push((row, confirm, span, started)),
                 Err(err) => {
+                    spans::record_publish_outcome(&span, "failed");
                     failure = Some(err.into());
                     break;
                 }
             }
         }
         let mut sent = Vec::with_capacity(pending.len());
-        for (row, confirm) in pending {
-            match confirm.await {
-                Ok(Confirmation::Ack(None)) => sent.push(row.message.id.clone()),
+        for (row, confirm, span, started) in pending {
+            let confirmed = confirm.instrument(span.clone()).await;
+            let outcome = match confirmed {
+                Ok(Confirmation::Ack(None)) => {
+                    metrics::publish_confirmed(started.elapsed().as_secs_f64());
+                    if let Some(provider) = routed_provider(row) {
+                        metrics::referral_routed(provider);
+                    }
+                    sent.push(row.message.id.clone());
+                    "ack"
+                }
                 Ok(Confirmation::Ack(Some(returned))) => {
                     let why = format!("returned by broker: {}", returned.reply_text);
                     self.retry(row, &why).await;
+                    "returned"
                 }
-                Ok(Confirmation::Nack(_)) => self.retry(row, "nacked by broker").await,
-                Ok(Confirmation::NotRequested) => self.retry(row, "confirms not enabled").await,
+                Ok(Confirmation::Nack(_)) => {
+                    self.retry(row, "nacked by broker").await;
+                    "nack"
+                }
+                Ok(Confirmation::NotRequested) => {
+                    self.retry(row, "confirms not enabled").await;
+                    "not_requested"
+                }
                 Err(err) => {
                     if failure.is_none() {
                         failure = Some(err.into());
                     }
+                    "failed"
                 }
-            }
+            };
+            spans::record_publish_outcome(&span, outcome);
         }
         if let Err(err) = self.store.mark_outbox_sent(&sent, &self.owner).await {
             // The rows stay leased and are re-sent after the lease; same message_id.
@@ -280,18 +310,26 @@ fn header_text(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value.as_bytes().to_vec()))
 }
 
-/// AMQP properties of an outbox row: persistent, typed, identified, traced.
-fn properties(row: &OutboxRow) -> BasicProperties {
+/// The provider a confirmed referral message went to (its routing key `provider.<id>`).
+fn routed_provider(row: &OutboxRow) -> Option<&str> {
+    let m = &row.message;
+    (m.destination == crate::intake::REFERRALS_DESTINATION)
+        .then(|| m.routing_key.strip_prefix("provider."))
+        .flatten()
+}
+
+/// AMQP properties of an outbox row: persistent, typed, identified, traced. The trace
+/// context is the publish span's; without trace export, the row's own.
+fn properties(row: &OutboxRow, span: &tracing::Span) -> BasicProperties {
     let m = &row.message;
     let mut headers = FieldTable::default();
     if let Some(profile) = &m.profile {
         headers.insert("profile".into(), header_text(profile));
     }
-    if let Some(tp) = &m.traceparent {
-        headers.insert("traceparent".into(), header_text(tp));
-    }
-    if let Some(ts) = &m.tracestate {
-        headers.insert("tracestate".into(), header_text(ts));
+    if !propagation::inject_span_amqp(&mut headers, span) {
+        if let Some(tp) = &m.traceparent {
+            propagation::inject_amqp(&mut headers, tp, m.tracestate.as_deref());
+        }
     }
     let mut props = BasicProperties::default()
         .with_delivery_mode(2)

@@ -1,6 +1,6 @@
 //! `spbridge serve`, `spbridge demo` and `spbridge check-config`: the service itself.
 //!
-//! Owns: logging set-up, the async runtime, loading the FHIR definitions the intake validates
+//! Owns: starting telemetry (logs, trace export; see `spbridge::telemetry`), the async runtime, loading the FHIR definitions the intake validates
 //! against, and signal handling (SIGTERM, Ctrl-C). Must not: contain service logic (see
 //! `spbridge::service`).
 
@@ -8,18 +8,13 @@ use super::DefinitionArgs;
 use anyhow::Context;
 use spbridge::config::Config;
 use spbridge::intake::ReferralValidator;
+use spbridge::telemetry::Telemetry;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-fn init_logging(default_level: &str) {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .init();
+fn init_telemetry(config: &Config, default_level: &str) -> anyhow::Result<Telemetry> {
+    spbridge::telemetry::init(&config.telemetry, default_level).context("starting telemetry")
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -45,10 +40,10 @@ pub fn check_config(config: &Path) -> anyhow::Result<ExitCode> {
 }
 
 pub fn serve(args: &DefinitionArgs, config: &Path) -> anyhow::Result<ExitCode> {
-    init_logging("info");
     let config = Config::load(config).with_context(|| format!("{}", config.display()))?;
+    let telemetry = init_telemetry(&config, "info")?;
     let validator = validator(args)?;
-    runtime()?.block_on(async move {
+    let result = runtime()?.block_on(async move {
         let running = spbridge::service::start(config, validator)
             .await
             .context("spbridge cannot start")?;
@@ -57,7 +52,10 @@ pub fn serve(args: &DefinitionArgs, config: &Path) -> anyhow::Result<ExitCode> {
         tracing::info!("shutting down");
         running.shutdown().await;
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // Outside the runtime: exporting the last spans blocks.
+    telemetry.shutdown();
+    result
 }
 
 pub fn demo(
@@ -65,15 +63,15 @@ pub fn demo(
     config: Option<&Path>,
     fixtures: &Path,
 ) -> anyhow::Result<ExitCode> {
-    init_logging("warn,lapin=off");
     let config = match config {
         Some(path) => Config::load(path).with_context(|| format!("{}", path.display()))?,
         None => Config::default(),
     };
+    let telemetry = init_telemetry(&config, "warn,lapin=off")?;
     let validator = validator(args)?;
-    runtime()?
-        .block_on(spbridge::referral_demo::run(config, fixtures, validator))
-        .context("demo failed")?;
+    let result = runtime()?.block_on(spbridge::referral_demo::run(config, fixtures, validator));
+    telemetry.shutdown();
+    result.context("demo failed")?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -42,6 +42,7 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub tasks: TasksConfig,
     pub notify: NotifyConfig,
+    pub telemetry: TelemetryConfig,
 }
 
 /// `[http]`: the listener.
@@ -368,6 +369,24 @@ impl Config {
     }
 }
 
+/// `[telemetry]`: logs. Trace export is configured by the standard `OTEL_*` variables
+/// (see `crate::telemetry`), metrics are always served at `/metrics`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `text` (human-readable, the default) or `json` (one JSON object per line).
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,6 +414,25 @@ mod tests {
         let config = Config::from_toml_with_env("", vars.into_iter()).unwrap();
         assert_eq!(config.http.listen, "0.0.0.0:9000");
         assert_eq!(config.http.max_body_bytes, 42);
+    }
+
+    #[test]
+    fn telemetry_log_format() {
+        let config =
+            Config::from_toml_with_env("[telemetry]\nlog_format = \"json\"", std::iter::empty())
+                .unwrap();
+        assert_eq!(config.telemetry.log_format, LogFormat::Json);
+        let vars = vec![(
+            "SPBRIDGE_TELEMETRY__LOG_FORMAT".to_string(),
+            "text".to_string(),
+        )];
+        let config = Config::from_toml_with_env("", vars.into_iter()).unwrap();
+        assert_eq!(config.telemetry.log_format, LogFormat::Text);
+        assert!(Config::from_toml_with_env(
+            "[telemetry]\nlog_format = \"xml\"",
+            std::iter::empty()
+        )
+        .is_err());
     }
 
     #[test]

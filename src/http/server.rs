@@ -11,6 +11,7 @@ use super::negotiate::{
 };
 use super::{Acceptor, ApiRequest, ApiResponse, Routes, FHIR_JSON};
 use crate::outcome::IssueType;
+use crate::telemetry::{metrics, propagation, spans};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -21,9 +22,10 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 /// Listener settings (from `[http]`).
 #[derive(Debug, Clone)]
@@ -32,12 +34,16 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     pub max_in_flight: usize,
     pub shutdown_grace: Duration,
+    /// Gauges refreshed when `/metrics` is scraped (outbox backlog, broker state).
+    pub metrics_refresh: Option<metrics::Scrape>,
 }
 
 struct Shared {
     routes: Arc<dyn Routes>,
     settings: HttpSettings,
     in_flight: Arc<Semaphore>,
+    /// `url.scheme` of the server spans.
+    scheme: &'static str,
 }
 
 /// Serve until `shutdown` completes, then drain connections for the grace period.
@@ -49,10 +55,17 @@ pub async fn serve<A: Acceptor>(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let acceptor = Arc::new(acceptor);
+    metrics::install();
+    let scheme = if settings.base_url.starts_with("https:") {
+        "https"
+    } else {
+        "http"
+    };
     let shared = Arc::new(Shared {
         in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
         routes,
         settings,
+        scheme,
     });
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
@@ -103,7 +116,24 @@ pub async fn serve<A: Acceptor>(
     }
 }
 
+/// `GET /metrics`: the Prometheus text exposition, unauthenticated, outside the FHIR routes.
+async fn metrics_response(shared: &Shared) -> Response<Full<Bytes>> {
+    if let Some(refresh) = &shared.settings.metrics_refresh {
+        refresh.refresh().await;
+    }
+    let mut response = Response::new(Full::new(Bytes::from(metrics::render())));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(metrics::CONTENT_TYPE),
+    );
+    response
+}
+
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() == Method::GET && req.uri().path() == "/metrics" {
+        return metrics_response(&shared).await;
+    }
+    let started = Instant::now();
     let request_id = header_id(&req, "x-request-id");
     let correlation_id = header_id(&req, "x-correlation-id");
     let client_request_id = request_id.is_some();
@@ -111,27 +141,86 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<By
     let correlation_id = correlation_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let answer = match shared.in_flight.clone().try_acquire_owned() {
-        Ok(_permit) => {
-            pipeline(
-                &shared,
-                req,
-                request_id.clone(),
-                client_request_id,
-                correlation_id.clone(),
+    let method_label = metrics::method_label(&method);
+    let route = spans::route_template(&path);
+    let span = server_span(&shared, &req, method_label, &route);
+    span.record("request_id", request_id.as_str());
+    span.record("correlation_id", correlation_id.as_str());
+    let answer = async {
+        match shared.in_flight.clone().try_acquire_owned() {
+            Ok(_permit) => {
+                pipeline(
+                    &shared,
+                    req,
+                    request_id.clone(),
+                    client_request_id,
+                    correlation_id.clone(),
+                )
+                .await
+            }
+            Err(_) => ApiResponse::error(
+                StatusCode::TOO_MANY_REQUESTS,
+                IssueType::Throttled,
+                "too many requests in flight; retry later",
             )
-            .await
+            .with_header(header::RETRY_AFTER, "1"),
         }
-        Err(_) => ApiResponse::error(
-            StatusCode::TOO_MANY_REQUESTS,
-            IssueType::Throttled,
-            "too many requests in flight; retry later",
-        )
-        .with_header(header::RETRY_AFTER, "1"),
-    };
-    tracing::info!(method = %method, path = %path, status = answer.status.as_u16(),
-        request_id = %request_id, correlation_id = %correlation_id, "request");
+    }
+    .instrument(span.clone())
+    .await;
+    let status = answer.status.as_u16();
+    spans::record_http_status(&span, status);
+    span.in_scope(|| {
+        tracing::info!(method = %method, path = %path, status,
+            request_id = %request_id, correlation_id = %correlation_id, "request")
+    });
+    metrics::http_request(
+        &route,
+        method_label,
+        status,
+        started.elapsed().as_secs_f64(),
+    );
     render(answer, &request_id, &correlation_id)
+}
+
+/// The server span of a request, continuing the caller's W3C trace when it sent one.
+fn server_span(
+    shared: &Shared,
+    req: &Request<Incoming>,
+    method: &'static str,
+    route: &str,
+) -> tracing::Span {
+    let span = spans::http_server(method, route, shared.scheme);
+    let traceparent = req
+        .headers()
+        .get(propagation::TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| acceptable_traceparent(t));
+    let tracestate = req
+        .headers()
+        .get(propagation::TRACESTATE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| t.len() <= 512);
+    if let Some(tp) = traceparent {
+        propagation::set_remote_parent(&span, tp, tracestate);
+    }
+    // The exported trace id; without export, the caller's (so logs still correlate).
+    let trace_id = propagation::trace_id(&span).or_else(|| {
+        traceparent
+            .and_then(|tp| propagation::remote_context(tp, None))
+            .map(|cx| {
+                use opentelemetry::trace::TraceContextExt;
+                cx.span().span_context().trace_id().to_string()
+            })
+    });
+    if let Some(id) = trace_id {
+        span.record("trace_id", id.as_str());
+    }
+    if let Some(id) = propagation::span_id(&span) {
+        span.record("span_id", id.as_str());
+    }
+    span
 }
 
 fn header_id(req: &Request<Incoming>, name: &str) -> Option<String> {

@@ -97,7 +97,9 @@ impl Intake {
             .and_then(Value::as_str)
             .unwrap_or("");
         let profile = (rtype == "ServiceRequest").then_some(self.config.referral_profile.as_str());
-        let found = self.validator.validate(resource, profile);
+        let found = crate::telemetry::spans::validation(rtype, profile, || {
+            self.validator.validate(resource, profile)
+        });
         for mut issue in found.issues {
             if let Some(root) = root {
                 issue.expression = issue
@@ -221,6 +223,10 @@ impl Intake {
                 if_match: None,
             });
         }
+        let trace = crate::telemetry::propagation::current_traceparent().or_else(|| {
+            let tp = submission.traceparent.clone()?;
+            Some((tp, submission.tracestate.clone()))
+        });
         let context = provider_message::MessageContext {
             message_id: uuid::Uuid::new_v4().to_string(),
             provider: provider.clone(),
@@ -232,8 +238,10 @@ impl Intake {
                 .unwrap_or(&self.config.referral_profile)
                 .to_string(),
             correlation_id: submission.correlation_id.clone(),
-            traceparent: submission.traceparent.clone(),
-            tracestate: submission.tracestate.clone(),
+            // The relay's publish span continues this request's trace (the server span's
+            // context when traces are exported, else the caller's traceparent as sent).
+            traceparent: trace.as_ref().map(|t| t.0.clone()),
+            tracestate: trace.and_then(|t| t.1),
             fetched: fetched.clone(),
         };
         let unit = WriteUnit {
@@ -258,6 +266,7 @@ impl Intake {
                 let mut it = stored.into_iter();
                 match (it.next(), it.next()) {
                     (Some(service_request), Some(task)) => {
+                        crate::telemetry::metrics::referral_accepted(&provider.id);
                         Ok(AcceptOutcome::Accepted(Box::new(Accepted {
                             service_request,
                             task,

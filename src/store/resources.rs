@@ -74,6 +74,7 @@ fn row_to_resource(row: &AnyRow) -> Result<StoredResource, StoreError> {
 impl Store {
     /// Write a unit in one transaction. Idempotency keys are claimed first; if any
     /// is already taken, everything is rolled back and the earlier refs returned.
+    #[tracing::instrument(name = "store commit", skip_all, fields(otel.kind = "client", db.system = self.backend.name(), db.operation = "commit"))]
     pub async fn commit(&self, unit: WriteUnit) -> Result<CommitOutcome, StoreError> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
@@ -213,6 +214,7 @@ impl Store {
     }
 
     /// The current version of a resource.
+    #[tracing::instrument(name = "store read", skip_all, fields(otel.kind = "client", db.system = self.backend.name(), db.operation = "read"))]
     pub async fn read(
         &self,
         resource_type: &str,
@@ -229,6 +231,7 @@ impl Store {
     }
 
     /// One historical version.
+    #[tracing::instrument(name = "store read_version", skip_all, fields(otel.kind = "client", db.system = self.backend.name(), db.operation = "read_version"))]
     pub async fn read_version(
         &self,
         resource_type: &str,
@@ -248,6 +251,7 @@ impl Store {
     }
 
     /// Every version, newest first.
+    #[tracing::instrument(name = "store history", skip_all, fields(otel.kind = "client", db.system = self.backend.name(), db.operation = "history"))]
     pub async fn history(
         &self,
         resource_type: &str,
@@ -265,6 +269,7 @@ impl Store {
     }
 
     /// What the first claimant of an idempotency key stored, if anyone did.
+    #[tracing::instrument(name = "store idempotency_refs", skip_all, fields(otel.kind = "client", db.system = self.backend.name(), db.operation = "idempotency_refs"))]
     pub async fn idempotency_refs(&self, key: &str) -> Result<Option<Value>, StoreError> {
         let row = sqlx::query("SELECT refs FROM idempotency_keys WHERE key = $1")
             .bind(key.to_string())
@@ -283,6 +288,7 @@ impl Store {
 
     /// Search current versions. Parameters must be among `supported_params` (the
     /// caller reports unknown ones); `_id` is handled here.
+    #[tracing::instrument(name = "store search", skip_all, fields(otel.kind = "client", db.system = self.backend.name(), db.operation = "search"))]
     pub async fn search(
         &self,
         resource_type: &str,
