@@ -10,8 +10,10 @@
 //! only dialect differences are `BEGIN IMMEDIATE` on SQLite and
 //! `FOR UPDATE SKIP LOCKED` when claiming outbox rows on PostgreSQL.
 
+mod audit;
 mod connect;
 mod outbox;
+mod replay;
 mod resources;
 mod search_index;
 
@@ -19,6 +21,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
+pub use audit::AUDIT_EVENT;
 pub use outbox::{NewOutboxMessage, OutboxRow, OutboxStats};
 pub use resources::{CommitOutcome, IdempotencyClaim, OutboxFromStored, ResourceWrite, WriteUnit};
 pub use search_index::{supported_params, SearchQuery, SearchResult, TimeBound};

@@ -1,0 +1,233 @@
+//! Signing keys and JWK Sets: spbridge's own token-signing keys (rotation by `kid`) and
+//! signature checks against a JWK Set with an algorithm allow-list tied to the key type.
+//!
+//! Owns: loading PEM private keys, publishing their public halves as a JWK Set,
+//! signing, and `verify_jws` — the one place a JWT signature is checked.
+//! Must not: decide what claims mean (tokens.rs and verify.rs do) or do I/O beyond
+//! reading the configured key files at start-up.
+
+use super::AuthError;
+use crate::config::SigningKeyConfig;
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse,
+};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Algorithms spbridge accepts at all (SMART Backend Services: RS384/ES384 required,
+/// RS256/ES256 common). Never `none`, never HMAC.
+pub const ACCEPTED_ALGORITHMS: [Algorithm; 4] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::ES256,
+    Algorithm::ES384,
+];
+
+/// Parse a configured algorithm name.
+pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
+    match name {
+        "RS256" => Some(Algorithm::RS256),
+        "RS384" => Some(Algorithm::RS384),
+        "ES256" => Some(Algorithm::ES256),
+        "ES384" => Some(Algorithm::ES384),
+        _ => None,
+    }
+}
+
+/// One of spbridge's own keys.
+pub struct SigningKey {
+    pub kid: String,
+    pub alg: Algorithm,
+    encoding: EncodingKey,
+    /// Public half, with `kid`, `alg` and `use` set.
+    pub jwk: Jwk,
+}
+
+impl SigningKey {
+    /// From a PEM private key (PKCS#8, or PKCS#1 for RSA, SEC1 for EC).
+    pub fn from_pem(kid: &str, alg: Algorithm, pem: &[u8]) -> Result<SigningKey, AuthError> {
+        let bad = |reason: String| AuthError::Key {
+            kid: kid.to_string(),
+            reason,
+        };
+        let encoding = match alg {
+            Algorithm::RS256 | Algorithm::RS384 => EncodingKey::from_rsa_pem(pem),
+            Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(pem),
+            other => return Err(bad(format!("algorithm {other:?} is not accepted"))),
+        }
+        .map_err(|e| bad(e.to_string()))?;
+        let mut jwk = Jwk::from_encoding_key(&encoding, alg).map_err(|e| bad(e.to_string()))?;
+        jwk.common.key_id = Some(kid.to_string());
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        // Signing once proves the key matches the algorithm (e.g. a P-384 key for ES256 fails).
+        jsonwebtoken::encode(&Header::new(alg), &serde_json::json!({}), &encoding)
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(SigningKey {
+            kid: kid.to_string(),
+            alg,
+            encoding,
+            jwk,
+        })
+    }
+}
+
+/// spbridge's signing keys: one active (signs new tokens), the rest verify older tokens.
+pub struct SigningKeys {
+    keys: Vec<SigningKey>,
+    active: usize,
+    set: Arc<JwkSet>,
+}
+
+impl SigningKeys {
+    /// Load every configured key file.
+    pub fn load(configs: &[SigningKeyConfig]) -> Result<SigningKeys, AuthError> {
+        let mut keys = Vec::new();
+        let mut active = 0;
+        for (i, config) in configs.iter().enumerate() {
+            let alg = parse_algorithm(&config.alg).ok_or_else(|| AuthError::Key {
+                kid: config.kid.clone(),
+                reason: format!(
+                    "alg {:?} is not one of ES256, ES384, RS256, RS384",
+                    config.alg
+                ),
+            })?;
+            let pem = std::fs::read(&config.key).map_err(|e| AuthError::Key {
+                kid: config.kid.clone(),
+                reason: format!("{}: {e}", config.key.display()),
+            })?;
+            keys.push(SigningKey::from_pem(&config.kid, alg, &pem)?);
+            if config.active {
+                active = i;
+            }
+        }
+        SigningKeys::new(keys, active)
+    }
+
+    pub fn new(keys: Vec<SigningKey>, active: usize) -> Result<SigningKeys, AuthError> {
+        if active >= keys.len() {
+            return Err(AuthError::Config("no active signing key".into()));
+        }
+        let set = Arc::new(JwkSet {
+            keys: keys.iter().map(|k| k.jwk.clone()).collect(),
+        });
+        Ok(SigningKeys { keys, active, set })
+    }
+
+    /// Sign claims with the active key (its `kid` in the header).
+    pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, AuthError> {
+        let key = &self.keys[self.active];
+        let mut header = Header::new(key.alg);
+        header.kid = Some(key.kid.clone());
+        header.typ = Some("JWT".into());
+        jsonwebtoken::encode(&header, claims, &key.encoding)
+            .map_err(|e| AuthError::Internal(format!("signing failed: {e}")))
+    }
+
+    /// The public keys, as published at `/.well-known/jwks.json`.
+    pub fn jwk_set(&self) -> Arc<JwkSet> {
+        self.set.clone()
+    }
+}
+
+/// Algorithms a JWK may verify: tied to its key type and curve, and to its own `alg`
+/// when it names one.
+pub fn allowed_algorithms(jwk: &Jwk) -> Vec<Algorithm> {
+    let by_type: Vec<Algorithm> = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => vec![Algorithm::RS256, Algorithm::RS384],
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => vec![Algorithm::ES256],
+            EllipticCurve::P384 => vec![Algorithm::ES384],
+            _ => vec![],
+        },
+        _ => vec![],
+    };
+    match jwk.common.key_algorithm {
+        Some(named) => by_type
+            .into_iter()
+            .filter(|alg| key_algorithm(*alg) == Some(named))
+            .collect(),
+        None => by_type,
+    }
+}
+
+fn key_algorithm(alg: Algorithm) -> Option<KeyAlgorithm> {
+    Some(match alg {
+        Algorithm::RS256 => KeyAlgorithm::RS256,
+        Algorithm::RS384 => KeyAlgorithm::RS384,
+        Algorithm::ES256 => KeyAlgorithm::ES256,
+        Algorithm::ES384 => KeyAlgorithm::ES384,
+        _ => return None,
+    })
+}
+
+/// Why a JWT was refused. The texts are safe to show to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwtRejection {
+    #[error("token is malformed")]
+    Malformed,
+    #[error("token has no kid header")]
+    MissingKid,
+    #[error("token key id is unknown")]
+    UnknownKid,
+    #[error("token algorithm is not allowed for its key")]
+    AlgorithmNotAllowed,
+    #[error("token signature is invalid")]
+    BadSignature,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not yet valid")]
+    NotYetValid,
+    #[error("token audience is wrong")]
+    WrongAudience,
+    #[error("token issuer is wrong")]
+    WrongIssuer,
+    #[error("token subject is wrong")]
+    WrongSubject,
+    #[error("token lacks a required claim")]
+    MissingClaim,
+}
+
+/// The `kid` of a token's header, if the header parses.
+pub fn header_of(token: &str) -> Result<Header, JwtRejection> {
+    jsonwebtoken::decode_header(token).map_err(|_| JwtRejection::Malformed)
+}
+
+/// Check a JWT's signature against `keys` (by `kid`, algorithm tied to the key type) and
+/// its claims against `validation` (whose `algorithms` is overwritten here).
+pub fn verify_jws<T: DeserializeOwned>(
+    token: &str,
+    keys: &JwkSet,
+    mut validation: Validation,
+) -> Result<T, JwtRejection> {
+    let header = header_of(token)?;
+    if !ACCEPTED_ALGORITHMS.contains(&header.alg) {
+        return Err(JwtRejection::AlgorithmNotAllowed);
+    }
+    let kid = header.kid.as_deref().ok_or(JwtRejection::MissingKid)?;
+    let jwk = keys.find(kid).ok_or(JwtRejection::UnknownKid)?;
+    if !allowed_algorithms(jwk).contains(&header.alg) {
+        return Err(JwtRejection::AlgorithmNotAllowed);
+    }
+    let key = DecodingKey::from_jwk(jwk).map_err(|_| JwtRejection::UnknownKid)?;
+    validation.algorithms = vec![header.alg];
+    jsonwebtoken::decode::<T>(token, &key, &validation)
+        .map(|data| data.claims)
+        .map_err(|e| rejection(e.kind()))
+}
+
+fn rejection(kind: &jsonwebtoken::errors::ErrorKind) -> JwtRejection {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match kind {
+        K::InvalidSignature => JwtRejection::BadSignature,
+        K::ExpiredSignature => JwtRejection::Expired,
+        K::ImmatureSignature => JwtRejection::NotYetValid,
+        K::InvalidAudience => JwtRejection::WrongAudience,
+        K::InvalidIssuer => JwtRejection::WrongIssuer,
+        K::InvalidSubject => JwtRejection::WrongSubject,
+        K::MissingRequiredClaim(_) => JwtRejection::MissingClaim,
+        K::InvalidAlgorithm => JwtRejection::AlgorithmNotAllowed,
+        _ => JwtRejection::Malformed,
+    }
+}
