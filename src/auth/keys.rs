@@ -71,6 +71,35 @@ impl SigningKey {
             jwk,
         })
     }
+
+    /// A key whose algorithm is found from the PEM itself (P-256 → ES256, P-384 → ES384,
+    /// RSA → RS384) and whose `kid` is its RFC 7638 thumbprint unless one is given.
+    pub fn detect(pem: &[u8], kid: Option<&str>) -> Result<SigningKey, AuthError> {
+        let mut last = None;
+        for alg in [Algorithm::ES256, Algorithm::ES384, Algorithm::RS384] {
+            match SigningKey::from_pem(kid.unwrap_or("probe"), alg, pem) {
+                Ok(key) if kid.is_some() => return Ok(key),
+                Ok(key) => {
+                    let thumbprint = key
+                        .jwk
+                        .thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+                        .map_err(|e| AuthError::Internal(e.to_string()))?;
+                    return SigningKey::from_pem(&thumbprint, alg, pem);
+                }
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| AuthError::Config("unreadable key".into())))
+    }
+
+    /// Sign claims with this key (its `alg` and `kid` in the header).
+    pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, AuthError> {
+        let mut header = Header::new(self.alg);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some("JWT".into());
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+            .map_err(|e| AuthError::Internal(format!("signing failed: {e}")))
+    }
 }
 
 /// spbridge's signing keys: one active (signs new tokens), the rest verify older tokens.
@@ -117,12 +146,7 @@ impl SigningKeys {
 
     /// Sign claims with the active key (its `kid` in the header).
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, AuthError> {
-        let key = &self.keys[self.active];
-        let mut header = Header::new(key.alg);
-        header.kid = Some(key.kid.clone());
-        header.typ = Some("JWT".into());
-        jsonwebtoken::encode(&header, claims, &key.encoding)
-            .map_err(|e| AuthError::Internal(format!("signing failed: {e}")))
+        self.keys[self.active].sign(claims)
     }
 
     /// The public keys, as published at `/.well-known/jwks.json`.

@@ -23,7 +23,9 @@ pub use clients::{ClientRegistry, RegisteredClient};
 pub use gate::AuthGate;
 pub use keys::{JwtRejection, SigningKey, SigningKeys};
 pub use principal::{Interaction, Principal, Role};
-pub use tokens::{AccessClaims, OAuthError, TokenIssuer, TokenRequest, JWT_BEARER};
+pub use tokens::{
+    client_assertion, AccessClaims, OAuthError, TokenIssuer, TokenRequest, JWT_BEARER,
+};
 pub use verify::{AccessVerifier, TrustedIssuer};
 
 use crate::config::AuthConfig;

@@ -37,6 +37,25 @@ struct AssertionClaims {
     jti: Option<String>,
 }
 
+/// A client assertion (RFC 7523) for `client_id` at `token_url`, valid for `lifetime_secs`,
+/// with a fresh `jti` — what a SMART Backend Services client sends to the token endpoint.
+pub fn client_assertion(
+    client_id: &str,
+    token_url: &str,
+    key: &super::keys::SigningKey,
+    lifetime_secs: u64,
+) -> Result<String, super::AuthError> {
+    let now = now_secs();
+    key.sign(&serde_json::json!({
+        "iss": client_id,
+        "sub": client_id,
+        "aud": token_url,
+        "iat": now,
+        "exp": now + lifetime_secs,
+        "jti": uuid::Uuid::new_v4().to_string(),
+    }))
+}
+
 /// A token request's form fields.
 #[derive(Debug, Clone, Default)]
 pub struct TokenRequest {

@@ -7,6 +7,7 @@ pub mod check_fixtures;
 pub mod fhirpath;
 pub mod profiles;
 pub mod serve;
+pub mod token;
 pub mod validate;
 
 use anyhow::Context;
