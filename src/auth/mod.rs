@@ -104,10 +104,7 @@ impl AuthService {
             } else {
                 e.audience.clone()
             },
-            jwks: external::ExternalJwks::new(
-                &e.jwks_url,
-                Duration::from_secs(e.min_refresh_secs.max(1)),
-            ),
+            jwks: external::ExternalJwks::new(&e.jwks_url, Duration::from_secs(e.min_refresh_secs)),
         });
         let mut scopes_supported: Vec<String> = config
             .clients

@@ -304,7 +304,7 @@ pub struct AuthClientConfig {
 }
 
 /// `[auth.external]`: trust access tokens of another authorisation server.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExternalIssuerConfig {
     /// Its `iss`.
@@ -313,8 +313,19 @@ pub struct ExternalIssuerConfig {
     pub jwks_url: String,
     /// `aud` its tokens carry for spbridge; empty = `auth.audience`.
     pub audience: String,
-    /// Least time between two fetches of the JWK Set, seconds.
+    /// Least time between two fetches of the JWK Set, seconds (0 = fetch on every unknown `kid`).
     pub min_refresh_secs: u64,
+}
+
+impl Default for ExternalIssuerConfig {
+    fn default() -> Self {
+        ExternalIssuerConfig {
+            issuer: String::new(),
+            jwks_url: String::new(),
+            audience: String::new(),
+            min_refresh_secs: 60,
+        }
+    }
 }
 
 impl Config {
@@ -408,6 +419,11 @@ impl Config {
                     "auth.clients {:?}: set exactly one of jwks and jwks_file",
                     c.client_id
                 ));
+            }
+        }
+        if let Some(external) = &self.auth.external {
+            if external.issuer.is_empty() || external.jwks_url.is_empty() {
+                return invalid("auth.external needs issuer and jwks_url".into());
             }
         }
         let active = self.auth.signing_keys.iter().filter(|k| k.active).count();
