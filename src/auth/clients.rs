@@ -113,3 +113,26 @@ fn load_client(config: &AuthClientConfig) -> Result<RegisteredClient, AuthError>
         jwks,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grant_is_the_intersection() {
+        let client = RegisteredClient {
+            client_id: "c".into(),
+            organisation: "A81001".into(),
+            role: Role::Requester,
+            provider_id: None,
+            scopes: vec!["system/Task.rs".into(), "system/ServiceRequest.c".into()],
+            jwks: JwkSet { keys: vec![] },
+        };
+        assert_eq!(client.grant(None).len(), 2);
+        assert_eq!(
+            client.grant(Some("system/Task.rs system/Task.u")),
+            vec!["system/Task.rs".to_string()]
+        );
+        assert!(client.grant(Some("system/*.*")).is_empty());
+    }
+}

@@ -255,3 +255,60 @@ fn rejection(kind: &jsonwebtoken::errors::ErrorKind) -> JwtRejection {
         _ => JwtRejection::Malformed,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::jwk::JwkSet;
+
+    fn key(alg: &'static rcgen::SignatureAlgorithm) -> String {
+        rcgen::KeyPair::generate_for(alg).unwrap().serialize_pem()
+    }
+
+    #[test]
+    fn algorithm_follows_the_key_type() {
+        let p256 =
+            SigningKey::detect(key(&rcgen::PKCS_ECDSA_P256_SHA256).as_bytes(), None).unwrap();
+        let p384 =
+            SigningKey::detect(key(&rcgen::PKCS_ECDSA_P384_SHA384).as_bytes(), None).unwrap();
+        assert_eq!(p256.alg, Algorithm::ES256);
+        assert_eq!(p384.alg, Algorithm::ES384);
+        assert_eq!(allowed_algorithms(&p256.jwk), vec![Algorithm::ES256]);
+        assert_eq!(allowed_algorithms(&p384.jwk), vec![Algorithm::ES384]);
+        assert!(SigningKey::from_pem("k", Algorithm::ES256, b"not a key").is_err());
+        assert!(SigningKey::from_pem("k", Algorithm::HS256, b"secret").is_err());
+    }
+
+    #[test]
+    fn verify_refuses_hmac_and_unknown_kids() {
+        let pem = key(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let signing = SigningKey::from_pem("k1", Algorithm::ES256, pem.as_bytes()).unwrap();
+        let set = JwkSet {
+            keys: vec![signing.jwk.clone()],
+        };
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = serde_json::json!({"exp": now + 60});
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.validate_aud = false;
+        let good = signing.sign(&claims).unwrap();
+        assert!(verify_jws::<serde_json::Value>(&good, &set, validation.clone()).is_ok());
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("k1".into());
+        let public = serde_json::to_string(&signing.jwk).unwrap();
+        let hs = jsonwebtoken::encode(
+            &header,
+            &claims,
+            &EncodingKey::from_secret(public.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(
+            verify_jws::<serde_json::Value>(&hs, &set, validation.clone()),
+            Err(JwtRejection::AlgorithmNotAllowed)
+        );
+        let other = SigningKey::from_pem("k2", Algorithm::ES256, pem.as_bytes()).unwrap();
+        assert_eq!(
+            verify_jws::<serde_json::Value>(&other.sign(&claims).unwrap(), &set, validation),
+            Err(JwtRejection::UnknownKid)
+        );
+    }
+}
