@@ -453,3 +453,53 @@ async fn no_patient_identifiers_in_logs_or_audit() {
     }
     assert!(!logs.contains(&token), "access token in the logs");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_connections_use_tls_when_asked() {
+    use sqlx::Connection as _;
+    let kit = AuthKit::new();
+    let (mut config, schema, _dir) = common::test_config(common::Db::Postgres, &common::amqp_url());
+    config.broker.relay_enabled = false;
+    let app = format!(
+        "spbridge-tls-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    config.store.url = format!(
+        "{}?sslmode=require&application_name={app}",
+        config.store.url
+    );
+    kit.apply(&mut config, Transport::Tls);
+    let running = start(config, common::validator())
+        .await
+        .expect("starts over TLS");
+    let http = kit.client(Transport::Tls);
+    let token = kit
+        .token(&http, &running.base_url, &kit.requester, None)
+        .await;
+    let reply = send(
+        &http,
+        Method::GET,
+        &format!("{}/Task", running.base_url),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let mut observer = sqlx::PgConnection::connect(&common::postgres_url())
+        .await
+        .unwrap();
+    let (tls, plain): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) \
+         FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = $1",
+    )
+    .bind(&app)
+    .fetch_one(&mut observer)
+    .await
+    .unwrap();
+    assert!(tls >= 1, "the store's connections are encrypted");
+    assert_eq!(plain, 0, "no cleartext store connection");
+    running.shutdown().await;
+    if let Some(schema) = schema {
+        common::drop_schema(&schema).await;
+    }
+}
