@@ -5,6 +5,7 @@
 //! Must not: know about tokens or principals beyond `Interaction`.
 
 use super::Interaction;
+use crate::definitions::R4_RESOURCE_TYPES;
 use hyper::Method;
 
 /// Paths anyone may call: capability statement, probes, metrics, discovery documents and
@@ -16,7 +17,8 @@ pub fn is_public(method: &Method, path: &str) -> bool {
 }
 
 /// The resource type and interaction a request needs a scope for; `None` for paths that
-/// are no FHIR interaction (they still need a valid token, and intake answers 404/405).
+/// are no FHIR interaction or name no R4 resource type (they still need a valid token,
+/// and intake answers 404/405).
 pub fn required(method: &Method, path: &str) -> Option<(String, Interaction)> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     if method == Method::POST && (path == "/" || path == "/$process-message") {
@@ -27,7 +29,7 @@ pub fn required(method: &Method, path: &str) -> Option<(String, Interaction)> {
         .chars()
         .next()
         .is_some_and(|c| c.is_ascii_uppercase())
-        || !resource_type.chars().all(|c| c.is_ascii_alphanumeric())
+        || !R4_RESOURCE_TYPES.contains(&resource_type)
     {
         return None;
     }
@@ -92,6 +94,7 @@ mod tests {
             Some(("ServiceRequest".into(), Interaction::Read))
         );
         assert_eq!(r(Method::GET, "/nonsense"), None);
+        assert_eq!(r(Method::GET, "/Nowhere"), None);
         assert!(is_public(&Method::GET, "/.well-known/jwks.json"));
         assert!(!is_public(&Method::GET, "/ServiceRequest"));
     }

@@ -178,7 +178,8 @@ pub struct AuthKit {
     /// spbridge's own signing key (ES256, kid `spbridge-test-1`).
     pub signing_key_pem: String,
     pub signing_kid: String,
-    /// GP practice A81001, requester: ServiceRequest.c/.rs, Task.rs, Subscription.c.
+    /// GP practice A81001, requester: ServiceRequest.c/.rs, Task.rs, Subscription.c and read
+    /// access to the resources a referral carries (Patient, Organization, Practitioner…).
     pub requester: TestClient,
     /// VCS provider 8KX42 (provider id `8kx42`): ServiceRequest.rs, Task.rs/.u.
     pub provider: TestClient,
@@ -213,6 +214,11 @@ impl AuthKit {
                 "system/ServiceRequest.rs",
                 "system/Task.rs",
                 "system/Subscription.c",
+                "system/Patient.rs",
+                "system/Organization.rs",
+                "system/Practitioner.rs",
+                "system/PractitionerRole.rs",
+                "system/HealthcareService.rs",
             ],
             Algorithm::ES256,
         );
@@ -457,4 +463,64 @@ pub async fn token_request(
         .body(Full::new(Bytes::from(form.finish())))
         .unwrap();
     send_raw(http, request).await
+}
+
+/// `SPBRIDGE_TEST_SECURITY` = `tls` | `mtls` | `auth` (tokens over plain HTTP): lets a whole
+/// end-to-end suite run with the security layer on; unset = off.
+pub fn transport_from_env() -> Option<Transport> {
+    match std::env::var("SPBRIDGE_TEST_SECURITY").ok()?.as_str() {
+        "tls" => Some(Transport::Tls),
+        "mtls" => Some(Transport::MutualTls),
+        "auth" => Some(Transport::Plain),
+        _ => None,
+    }
+}
+
+/// The security layer for a Harness-style end-to-end test:
+///
+/// ```ignore
+/// let kit = AuthKit::new();
+/// kit.apply(&mut config, transport);          // before service::start
+/// let running = start(config, validator).await?;
+/// let secure = Secure::connect(kit, transport, &running.base_url).await;
+/// secure.authorize(&mut request);             // Bearer <requester token> unless set
+/// let response = secure.http.request(request).await?;
+/// ```
+pub struct Secure {
+    pub kit: AuthKit,
+    /// Speaks HTTP and HTTPS (with a client certificate under mTLS).
+    pub http: HttpsClient,
+    /// Requester (gp-a81001), provider (vcs-8kx42) and auditor (auditor-1) tokens.
+    pub requester: String,
+    pub provider: String,
+    pub auditor: String,
+}
+
+impl Secure {
+    pub async fn connect(kit: AuthKit, transport: Transport, base: &str) -> Secure {
+        let http = kit.client(transport);
+        let requester = kit.token(&http, base, &kit.requester, None).await;
+        let provider = kit.token(&http, base, &kit.provider, None).await;
+        let auditor = kit.token(&http, base, &kit.auditor, None).await;
+        Secure {
+            kit,
+            http,
+            requester,
+            provider,
+            auditor,
+        }
+    }
+
+    /// Add `Authorization: Bearer <requester token>` unless the request has one.
+    pub fn authorize(&self, request: &mut Request<Full<Bytes>>) {
+        self.authorize_as(request, &self.requester.clone());
+    }
+
+    pub fn authorize_as(&self, request: &mut Request<Full<Bytes>>, token: &str) {
+        if !request.headers().contains_key("authorization") {
+            request
+                .headers_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+    }
 }
