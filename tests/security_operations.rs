@@ -3,10 +3,10 @@
 //! authorisation server's JWK Set (fetched, cached, fetched again on an unknown `kid`),
 //! the `spbridge token` command, and no patient data in the logs.
 
-#[path = "support/auth.rs"]
-mod auth_kit;
 #[path = "support/intake.rs"]
 mod common;
+
+use common::auth_kit;
 
 use auth_kit::{send, token_request, AuthKit, Transport};
 use bytes::Bytes;

@@ -2,10 +2,10 @@
 //! to the TLS port fails cleanly, TLS 1.1 is refused, and mutual TLS refuses clients
 //! without a certificate or with one from another CA.
 
-#[path = "support/auth.rs"]
-mod auth_kit;
 #[path = "support/intake.rs"]
 mod common;
+
+use common::auth_kit;
 
 use auth_kit::{https_client, send, AuthKit, Transport};
 use bytes::Bytes;

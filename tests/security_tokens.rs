@@ -2,10 +2,10 @@
 //! with the right status, an OperationOutcome (FHIR routes) or RFC 6749 JSON (token
 //! endpoint), and `WWW-Authenticate` where it applies.
 
-#[path = "support/auth.rs"]
-mod auth_kit;
 #[path = "support/intake.rs"]
 mod common;
+
+use common::auth_kit;
 
 use auth_kit::{send, token_request, AuthKit, HttpsClient, Transport};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
