@@ -363,6 +363,15 @@ async fn scopes_roles_discovery_and_audit() {
     for path in ["/metadata", "/livez", "/.well-known/smart-configuration"] {
         assert_eq!(s.get(path, None).await.status, StatusCode::OK, "{path}");
     }
+    let metadata = s.get("/metadata", None).await.body;
+    assert_eq!(
+        metadata["rest"][0]["security"]["service"][0]["coding"][0]["code"],
+        "SMART-on-FHIR"
+    );
+    assert_eq!(
+        metadata["rest"][0]["security"]["extension"][0]["extension"][0]["valueUri"],
+        s.token_url().as_str()
+    );
     let smart = s.get("/.well-known/smart-configuration", None).await.body;
     assert_eq!(smart["token_endpoint"], s.token_url().as_str());
     assert!(smart["token_endpoint_auth_signing_alg_values_supported"]

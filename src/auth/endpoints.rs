@@ -1,5 +1,6 @@
 //! The HTTP faces of the authorisation server: `POST /oauth2/token`,
-//! `/.well-known/jwks.json` and `/.well-known/smart-configuration`.
+//! `/.well-known/jwks.json`, `/.well-known/smart-configuration` and the `security` part
+//! of the CapabilityStatement.
 //!
 //! Owns: reading the token request's form fields, rendering RFC 6749 JSON answers
 //! (`{"error": "invalid_client", ...}`, 400/401, `Cache-Control: no-store`) and the two
@@ -95,6 +96,34 @@ pub fn jwks(auth: &AuthService) -> ApiResponse {
         ApiResponse::json(StatusCode::OK, keys).with_header(CACHE_CONTROL, "public, max-age=300");
     response.content_type = Some("application/jwk-set+json");
     response
+}
+
+/// Add `rest[].security` (SMART-on-FHIR service, OAuth token URI) to the
+/// CapabilityStatement intake answers at `/metadata`.
+pub fn advertise_security(capability: &mut Value, auth: &AuthService) {
+    if capability.get("resourceType").and_then(Value::as_str) != Some("CapabilityStatement") {
+        return;
+    }
+    let security = json!({
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [{"url": "token", "valueUri": auth.token_url}]
+        }],
+        "cors": false,
+        "service": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+            "code": "SMART-on-FHIR"
+        }]}],
+        "description": "SMART Backend Services: POST a signed client assertion to the token \
+            endpoint, then send `Authorization: Bearer <access token>`; SMART v2 system scopes."
+    });
+    if let Some(rest) = capability.get_mut("rest").and_then(Value::as_array_mut) {
+        for entry in rest {
+            if let Value::Object(map) = entry {
+                map.insert("security".into(), security.clone());
+            }
+        }
+    }
 }
 
 /// `/.well-known/smart-configuration` (SMART App Launch 2.x, backend services subset).

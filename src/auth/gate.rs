@@ -43,6 +43,13 @@ impl AuthGate {
             (&Method::GET, "/.well-known/smart-configuration") => {
                 return endpoints::smart_configuration(&self.auth)
             }
+            (&Method::GET, "/metadata") => {
+                let mut answer = self.inner.handle(request).await;
+                if let Some(body) = answer.body.as_mut() {
+                    endpoints::advertise_security(body, &self.auth);
+                }
+                return answer;
+            }
             _ if is_public(&method, &path) => return self.inner.handle(request).await,
             _ => {}
         }
