@@ -93,6 +93,9 @@ enum Command {
         #[arg(long, env = "SPBRIDGE_CONFIG", default_value = "spbridge.toml")]
         config: PathBuf,
     },
+    /// Fetch an access token (SMART Backend Services: a signed client assertion sent to
+    /// `<url>/oauth2/token`), or print a key's public JWK Set with --jwks.
+    Token(commands::token::TokenArgs),
     /// Validate the fixture referral set, valid documents and invalid variants, and show
     /// what the validator finds in each.
     CheckFixtures {
@@ -142,6 +145,7 @@ fn main() -> ExitCode {
             provider,
             action,
         } => commands::provider::task(&provider, &id, action),
+        Command::Token(args) => commands::token::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -2,14 +2,15 @@
 //! `Config`, and stops them in order.
 //!
 //! Owns: start-up order (store + migrations → provider directory → router →
-//! workflow → listener → relay, task-update consumer, notifier) and shutdown order
-//! (stop accepting → finish in-flight requests → stop consuming updates → relay
-//! drains what is due → notifier finishes its deliveries → close the store).
+//! workflow → listener (TLS, auth gate) → relay, task-update consumer, notifier) and shutdown
+//! order (stop accepting → finish in-flight requests → stop consuming updates → relay drains
+//! what is due → notifier finishes its deliveries → close the store).
 //! Must not: contain request or publishing logic.
 
+use crate::auth::{AuthError, AuthGate, AuthService};
 use crate::broker::{ConsumerHandle, Relay, RelayHandle, TaskUpdateConsumer, Topology};
 use crate::config::{BrokerConfig, Config};
-use crate::http::{serve, HttpSettings, PlainAcceptor};
+use crate::http::{serve, HttpSettings, PlainAcceptor, Routes, TlsAcceptor, TlsError, TlsSettings};
 use crate::intake::{Intake, ReferralValidator};
 use crate::notify::{Notifier, NotifierHandle};
 use crate::routing::{Router, RoutingError};
@@ -36,6 +37,10 @@ pub enum ServiceError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     #[error("provider directory {path}: {reason}")]
     Directory { path: String, reason: String },
 }
@@ -115,8 +120,10 @@ pub async fn start(
             addr: config.http.listen.clone(),
             source,
         })?;
+    let tls = tls_acceptor(&config)?;
     let base_url = if config.http.base_url.is_empty() {
-        format!("http://{local_addr}")
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{local_addr}")
     } else {
         config.http.base_url.trim_end_matches('/').to_string()
     };
@@ -148,16 +155,15 @@ pub async fn start(
             broker_connected.clone(),
         )),
     };
+    let routes = gate(&config, &base_url, &store, Arc::new(intake))?;
     let (stop_http, stopped) = oneshot::channel::<()>();
-    let http_task = tokio::spawn(serve(
-        listener,
-        PlainAcceptor,
-        Arc::new(intake),
-        settings,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let stopped = async {
+        let _ = stopped.await;
+    };
+    let http_task = match tls {
+        Some(tls) => tokio::spawn(serve(listener, tls, routes, settings, stopped)),
+        None => tokio::spawn(serve(listener, PlainAcceptor, routes, settings, stopped)),
+    };
     let topology = Topology {
         prefix: config.broker.prefix.clone(),
         provider_ids: router.provider_ids(),
@@ -195,6 +201,46 @@ pub async fn start(
         notifier,
         topology,
     })
+}
+
+/// The rustls acceptor when `[tls] enabled`; plain HTTP is warned about loudly.
+fn tls_acceptor(config: &Config) -> Result<Option<TlsAcceptor>, ServiceError> {
+    let tls = &config.tls;
+    match (tls.enabled, &tls.cert, &tls.key) {
+        (true, Some(cert), Some(key)) => Ok(Some(TlsAcceptor::from_settings(&TlsSettings {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: tls.client_ca.clone(),
+        })?)),
+        (true, _, _) => {
+            Err(TlsError::Config("tls.enabled needs tls.cert and tls.key".into()).into())
+        }
+        (false, _, _) => {
+            tracing::warn!(
+                "TLS IS OFF: serving plain HTTP. Referrals carry patient data; \
+                 this is for local development only ([tls] enabled = true in production)"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// The bearer-token gate in front of `inner` when `[auth] enabled`.
+fn gate(
+    config: &Config,
+    base_url: &str,
+    store: &Store,
+    inner: Arc<dyn Routes>,
+) -> Result<Arc<dyn Routes>, ServiceError> {
+    if !config.auth.enabled {
+        tracing::warn!(
+            "AUTHENTICATION IS OFF: every caller may read and write referrals. \
+             This is for local development only ([auth] enabled = true in production)"
+        );
+        return Ok(inner);
+    }
+    let auth = AuthService::from_config(&config.auth, base_url, store.clone())?;
+    Ok(Arc::new(AuthGate::new(Arc::new(auth), inner)))
 }
 
 fn spawn_relay(

@@ -8,6 +8,7 @@ pub mod fhirpath;
 pub mod profiles;
 pub mod provider;
 pub mod serve;
+pub mod token;
 pub mod validate;
 
 use anyhow::Context;

@@ -43,6 +43,8 @@ pub struct Config {
     pub tasks: TasksConfig,
     pub notify: NotifyConfig,
     pub telemetry: TelemetryConfig,
+    pub tls: TlsConfig,
+    pub auth: AuthConfig,
 }
 
 /// `[http]`: the listener.
@@ -278,6 +280,118 @@ pub struct RuleConfig {
     pub postcode_districts: Vec<String>,
 }
 
+/// `[tls]`: HTTPS on the listener (rustls; TLS 1.2 and 1.3; ALPN h2 and http/1.1).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Serve HTTPS. `false` = plain HTTP, for local development only (warned at start-up).
+    pub enabled: bool,
+    /// PEM file: the server certificate chain, leaf first.
+    pub cert: Option<PathBuf>,
+    /// PEM file: the server private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// PEM bundle of CAs whose client certificates are accepted; set = mutual TLS required.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// `[auth]`: SMART Backend Services tokens and bearer verification.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Require bearer tokens. `false` = anyone may call, for local development only (warned).
+    pub enabled: bool,
+    /// `iss` of the access tokens spbridge issues; empty = the base URL.
+    pub issuer: String,
+    /// `aud` an access token must carry; empty = the base URL.
+    pub audience: String,
+    /// Lifetime of issued access tokens, seconds.
+    pub token_lifetime_secs: u64,
+    /// Clock skew tolerated on `exp`/`nbf`/`iat`, seconds.
+    pub leeway_secs: u64,
+    /// Largest `exp` of a client assertion, seconds ahead of now.
+    pub max_assertion_lifetime_secs: u64,
+    /// spbridge's own token-signing keys; exactly one active when clients are registered.
+    pub signing_keys: Vec<SigningKeyConfig>,
+    /// Registered clients (SMART Backend Services).
+    pub clients: Vec<AuthClientConfig>,
+    /// An external authorisation server whose tokens are trusted too.
+    pub external: Option<ExternalIssuerConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            enabled: false,
+            issuer: String::new(),
+            audience: String::new(),
+            token_lifetime_secs: 300,
+            leeway_secs: 30,
+            max_assertion_lifetime_secs: 300,
+            signing_keys: Vec::new(),
+            clients: Vec::new(),
+            external: None,
+        }
+    }
+}
+
+/// `[[auth.signing_keys]]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SigningKeyConfig {
+    /// Key id published in the JWKS and put in the token header.
+    pub kid: String,
+    /// `ES256`, `ES384`, `RS256` or `RS384`.
+    pub alg: String,
+    /// PEM file with the private key.
+    pub key: PathBuf,
+    /// Signs new tokens; the others only verify tokens issued before a rotation.
+    pub active: bool,
+}
+
+/// `[[auth.clients]]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthClientConfig {
+    pub client_id: String,
+    /// ODS code of the organisation the client acts for.
+    pub organisation: String,
+    /// `requester`, `provider` or `auditor`.
+    pub role: String,
+    /// For providers: the provider id (queue name) the client acts as.
+    pub provider_id: Option<String>,
+    /// SMART v2 system scopes the client may be granted.
+    pub scopes: Vec<String>,
+    /// The client's public keys as a JWK Set (JSON text).
+    pub jwks: Option<String>,
+    /// Or: a file with the JWK Set.
+    pub jwks_file: Option<PathBuf>,
+}
+
+/// `[auth.external]`: trust access tokens of another authorisation server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExternalIssuerConfig {
+    /// Its `iss`.
+    pub issuer: String,
+    /// Where its JWK Set is fetched (cached; fetched again on an unknown `kid`).
+    pub jwks_url: String,
+    /// `aud` its tokens carry for spbridge; empty = `auth.audience`.
+    pub audience: String,
+    /// Least time between two fetches of the JWK Set, seconds (0 = fetch on every unknown `kid`).
+    pub min_refresh_secs: u64,
+}
+
+impl Default for ExternalIssuerConfig {
+    fn default() -> Self {
+        ExternalIssuerConfig {
+            issuer: String::new(),
+            jwks_url: String::new(),
+            audience: String::new(),
+            min_refresh_secs: 60,
+        }
+    }
+}
+
 impl Config {
     /// Read a TOML file, apply environment overrides, check it.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -350,6 +464,56 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "http.max_body_bytes and http.max_in_flight must be positive".into(),
             ));
+        }
+        self.check_security()?;
+        Ok(())
+    }
+
+    fn check_security(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.tls.enabled && (self.tls.cert.is_none() || self.tls.key.is_none()) {
+            return invalid("tls.enabled needs tls.cert and tls.key".into());
+        }
+        for c in &self.auth.clients {
+            if c.client_id.is_empty() || c.organisation.is_empty() {
+                return invalid("auth.clients need client_id and organisation".into());
+            }
+            if !["requester", "provider", "auditor"].contains(&c.role.as_str()) {
+                return invalid(format!(
+                    "auth.clients {:?}: role must be requester, provider or auditor",
+                    c.client_id
+                ));
+            }
+            if c.role == "provider" && c.provider_id.as_deref().unwrap_or("").is_empty() {
+                return invalid(format!(
+                    "auth.clients {:?}: a provider needs provider_id",
+                    c.client_id
+                ));
+            }
+            if c.jwks.is_some() == c.jwks_file.is_some() {
+                return invalid(format!(
+                    "auth.clients {:?}: set exactly one of jwks and jwks_file",
+                    c.client_id
+                ));
+            }
+        }
+        if let Some(external) = &self.auth.external {
+            if external.issuer.is_empty() || external.jwks_url.is_empty() {
+                return invalid("auth.external needs issuer and jwks_url".into());
+            }
+        }
+        let active = self.auth.signing_keys.iter().filter(|k| k.active).count();
+        if !self.auth.signing_keys.is_empty() && active != 1 {
+            return invalid("auth.signing_keys: exactly one key must be active".into());
+        }
+        if self.auth.enabled && !self.auth.clients.is_empty() && self.auth.signing_keys.is_empty() {
+            return invalid("auth.clients are registered but auth.signing_keys is empty".into());
+        }
+        if self.auth.enabled && self.auth.clients.is_empty() && self.auth.external.is_none() {
+            return invalid("auth.enabled needs auth.clients or auth.external".into());
+        }
+        if self.auth.token_lifetime_secs == 0 || self.auth.max_assertion_lifetime_secs == 0 {
+            return invalid("auth lifetimes must be positive".into());
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! HTTP transport for the FHIR REST API.
 //!
-//! Owns: the listener and its `Acceptor` seam (plain TCP now, rustls later),
+//! Owns: the listener and its `Acceptor` seam (plain TCP, or rustls in `tls.rs`),
 //! HTTP/1.1 + HTTP/2 serving (hyper-util auto builder), request ids and correlation
 //! ids, the body limit (413), the in-flight limit (429), content negotiation
 //! (406/415), JSON parsing (400), and rendering every error as an OperationOutcome.
@@ -10,6 +10,7 @@
 mod listener;
 mod negotiate;
 mod server;
+mod tls;
 
 use crate::outcome::{Issue, IssueType, OperationOutcome};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
@@ -20,6 +21,7 @@ use std::pin::Pin;
 
 pub use listener::{Acceptor, PlainAcceptor};
 pub use server::{parse_query as parse_query_string, serve, HttpSettings};
+pub use tls::{load_certificates, server_config, TlsAcceptor, TlsError, TlsSettings};
 
 /// The FHIR JSON media type spbridge answers with.
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";

@@ -1,7 +1,8 @@
 //! Content negotiation and request-id hygiene.
 //!
 //! Owns: deciding whether `Accept` / `_format` allow FHIR JSON (else 406), whether
-//! a request body's `Content-Type` is JSON (else 415), and which request-id,
+//! a request body's `Content-Type` is JSON (else 415; forms only for the token endpoint),
+//! and which request-id,
 //! correlation-id and trace-context header values are acceptable.
 //! Must not: read bodies or know about routes.
 
@@ -55,6 +56,37 @@ pub fn content_type_is_json(content_type: Option<&str>) -> bool {
         .trim()
         .to_ascii_lowercase();
     JSON_TYPES.contains(&media.as_str())
+}
+
+/// The OAuth token endpoint: the one path whose bodies are forms.
+pub const TOKEN_PATH: &str = "/oauth2/token";
+
+/// True for `application/x-www-form-urlencoded`.
+pub fn content_type_is_form(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| {
+        ct.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    })
+}
+
+/// A form body as a JSON object: a field sent once is a string, repeated fields an array.
+pub fn form_to_json(bytes: &[u8]) -> serde_json::Value {
+    use serde_json::Value;
+    let mut map = serde_json::Map::new();
+    for (key, value) in form_urlencoded::parse(bytes) {
+        let value = Value::String(value.into_owned());
+        match map.get_mut(key.as_ref()) {
+            None => {
+                map.insert(key.into_owned(), value);
+            }
+            Some(Value::Array(values)) => values.push(value),
+            Some(first) => *first = Value::Array(vec![first.take(), value]),
+        }
+    }
+    Value::Object(map)
 }
 
 /// A client-supplied id is used only when it is short, visible ASCII.

@@ -6,8 +6,8 @@
 //! Must not: interpret FHIR content.
 
 use super::negotiate::{
-    accept_allows_json, acceptable_id, acceptable_traceparent, content_type_is_json,
-    format_allows_json,
+    accept_allows_json, acceptable_id, acceptable_traceparent, content_type_is_form,
+    content_type_is_json, form_to_json, format_allows_json, TOKEN_PATH,
 };
 use super::{Acceptor, ApiRequest, ApiResponse, Routes, FHIR_JSON};
 use crate::outcome::IssueType;
@@ -282,25 +282,29 @@ async fn pipeline(
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
-        if !content_type_is_json(content_type) {
+        if content_type_is_form(content_type) && parts.uri.path() == TOKEN_PATH {
+            // OAuth token requests are forms; handed on as a JSON object of strings.
+            body = Some(form_to_json(&bytes));
+        } else if !content_type_is_json(content_type) {
             return ApiResponse::error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 IssueType::NotSupported,
                 "request bodies must be FHIR JSON (Content-Type: application/fhir+json)",
             );
-        }
-        match serde_json::from_slice(&bytes) {
-            Ok(value) => body = Some(value),
-            Err(err) => {
-                return ApiResponse::error(
-                    StatusCode::BAD_REQUEST,
-                    IssueType::Structure,
-                    format!(
-                        "request body is not valid JSON (line {}, column {})",
-                        err.line(),
-                        err.column()
-                    ),
-                )
+        } else {
+            match serde_json::from_slice(&bytes) {
+                Ok(value) => body = Some(value),
+                Err(err) => {
+                    return ApiResponse::error(
+                        StatusCode::BAD_REQUEST,
+                        IssueType::Structure,
+                        format!(
+                            "request body is not valid JSON (line {}, column {})",
+                            err.line(),
+                            err.column()
+                        ),
+                    )
+                }
             }
         }
     } else if matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) {

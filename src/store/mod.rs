@@ -10,9 +10,11 @@
 //! only dialect differences are `BEGIN IMMEDIATE` on SQLite and
 //! `FOR UPDATE SKIP LOCKED` when claiming outbox rows on PostgreSQL.
 
+mod audit;
 mod connect;
 mod notifications;
 mod outbox;
+mod replay;
 mod resources;
 mod search_index;
 
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 pub use notifications::{NewNotification, PendingNotification};
+pub use audit::AUDIT_EVENT;
 pub use outbox::{NewOutboxMessage, OutboxRow, OutboxStats};
 pub use resources::{CommitOutcome, IdempotencyClaim, OutboxFromStored, ResourceWrite, WriteUnit};
 pub use search_index::{

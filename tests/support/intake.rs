@@ -7,8 +7,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper::{HeaderMap, Method, Request, StatusCode};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, ExchangeDeleteOptions,
     QueueDeleteOptions,
@@ -24,6 +23,9 @@ use sqlx::Connection as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+#[path = "auth.rs"]
+pub mod auth_kit;
 
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
 
@@ -89,7 +91,9 @@ pub struct Harness {
     pub db: Db,
     schema: Option<String>,
     _dir: Option<tempfile::TempDir>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: auth_kit::HttpsClient,
+    /// The security layer, when `SPBRIDGE_TEST_SECURITY` turns it on.
+    pub secure: Option<auth_kit::Secure>,
     pub amqp: Connection,
     pub channel: lapin::Channel,
 }
@@ -165,19 +169,43 @@ impl Harness {
 
     pub async fn start_config(
         db: Db,
-        config: Config,
+        mut config: Config,
         schema: Option<String>,
         dir: Option<tempfile::TempDir>,
     ) -> Harness {
+        let security = auth_kit::transport_from_env().map(|transport| {
+            let kit = auth_kit::AuthKit::new();
+            kit.apply(&mut config, transport);
+            (kit, transport)
+        });
         let running = start(config.clone(), validator())
             .await
             .expect("service starts");
+        let secure = match security {
+            Some((kit, transport)) => {
+                Some(auth_kit::Secure::connect(kit, transport, &running.base_url).await)
+            }
+            None => None,
+        };
         let amqp = Connection::connect(&amqp_url(), ConnectionProperties::default())
             .await
             .expect("rabbitmq");
         let channel = amqp.create_channel().await.unwrap();
-        let client = Client::builder(TokioExecutor::new()).build_http();
+        let client = match &secure {
+            Some(secure) => secure.http.clone(),
+            None => auth_kit::https_client(
+                rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                    rustls::crypto::aws_lc_rs::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+                true,
+            ),
+        };
         Harness {
+            secure,
             prefix: config.broker.prefix.clone(),
             running: Some(running),
             config,
@@ -229,7 +257,10 @@ impl Harness {
         self.send(builder.body(Full::new(bytes)).unwrap()).await
     }
 
-    pub async fn send(&self, request: Request<Full<Bytes>>) -> Answer {
+    pub async fn send(&self, mut request: Request<Full<Bytes>>) -> Answer {
+        if let Some(secure) = &self.secure {
+            secure.authorize(&mut request);
+        }
         let response = self.client.request(request).await.expect("http request");
         let status = response.status();
         let headers = response.headers().clone();
