@@ -315,7 +315,7 @@ async fn token_endpoint_refusals_are_rfc6749() {
         &s.http,
         s.base(),
         &client.assertion(&token_url),
-        Some("system/Task.rs system/Task.u"),
+        Some("system/Task.rs system/Task.d"),
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK);

@@ -25,7 +25,15 @@ use spbridge::inbox::{self, InboxSettings, TaskAction};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
-const REQUESTER_ODS: &str = "B86642";
+/// The referring organisation: the surgery named in the fixtures, or — with the security
+/// layer on (`SPBRIDGE_TEST_SECURITY`) — the organisation of the requester's token.
+fn requester_ods() -> &'static str {
+    if std::env::var_os("SPBRIDGE_TEST_SECURITY").is_some() {
+        "A81001"
+    } else {
+        "B86642"
+    }
+}
 const PROVIDER: &str = "8kx42";
 
 async fn start(db: Db) -> Harness {
@@ -34,7 +42,7 @@ async fn start(db: Db) -> Harness {
     config.notify.retry_max_ms = 400;
     config.notify.poll_interval_ms = 50;
     config.notify.max_attempts = 4;
-    config.notify.requester_queues = vec![REQUESTER_ODS.into()];
+    config.notify.requester_queues = vec![requester_ods().into()];
     let h = Harness::start_config(db, config, schema, dir).await;
     // The consumer declares the topology once it has connected.
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -133,7 +141,7 @@ async fn task_at(h: &Harness, task: &str, version: u32) -> Value {
 async fn end_to_end_over_amqp(db: Db) {
     let h = start(db).await;
     let hook = Hook::start().await;
-    let subscription = subscribe(&h, &hook, &format!("Task?requester={REQUESTER_ODS}")).await;
+    let subscription = subscribe(&h, &hook, &format!("Task?requester={}", requester_ods())).await;
     let task_id = refer(&h, "KBS-E2E-1").await;
 
     // The provider's inbox receives the referral and records it as received.
@@ -217,7 +225,7 @@ async fn end_to_end_over_amqp(db: Db) {
     );
 
     // The requester's AMQP queue received the same four changes.
-    let queue = format!("{}.requester.{REQUESTER_ODS}", h.prefix);
+    let queue = format!("{}.requester.{}", h.prefix, requester_ods());
     let messages = h.take(&queue, 4, WAIT, Duration::from_millis(500)).await;
     let statuses: Vec<&str> = messages
         .iter()
@@ -257,8 +265,18 @@ async fn end_to_end_over_amqp_postgres() {
     end_to_end_over_amqp(Db::Postgres).await;
 }
 
+/// The provider's bearer token when the security layer is on.
+fn as_provider(h: &Harness) -> Option<String> {
+    h.secure.as_ref().map(|s| format!("Bearer {}", s.provider))
+}
+
+/// PUT as the provider (the owner of the Task).
 async fn put(h: &Harness, task: &Value, if_match: Option<&str>) -> common::Answer {
+    let token = as_provider(h);
     let mut headers = vec![];
+    if let Some(t) = &token {
+        headers.push(("authorization", t.as_str()));
+    }
     if let Some(m) = if_match {
         headers.push(("if-match", m));
     }
@@ -340,6 +358,7 @@ async fn http_put_and_patch_with_if_match() {
             &[
                 ("content-type", "application/json-patch+json"),
                 ("if-match", "W/\"2\""),
+                ("authorization", as_provider(&h).as_deref().unwrap_or("")),
             ],
         )
         .await;
@@ -358,7 +377,12 @@ async fn http_put_and_patch_with_if_match() {
     let mut started = patched.body.clone();
     started["status"] = json!("in-progress");
     let path = format!("/Task/{task_id}");
-    let headers = [("if-match", "W/\"3\""), ("x-request-id", "retry-me-1")];
+    let provider = as_provider(&h);
+    let headers = [
+        ("if-match", "W/\"3\""),
+        ("x-request-id", "retry-me-1"),
+        ("authorization", provider.as_deref().unwrap_or("")),
+    ];
     let first = h
         .request(Method::PUT, &path, Some(&started), &headers)
         .await;
@@ -372,7 +396,14 @@ async fn http_put_and_patch_with_if_match() {
     // The requester cancels: the ServiceRequest is revoked.
     let mut cancel = again.body.clone();
     cancel["status"] = json!("cancelled");
-    let cancelled = put(&h, &cancel, Some("W/\"4\"")).await;
+    let cancelled = h
+        .request(
+            Method::PUT,
+            &path,
+            Some(&cancel),
+            &[("if-match", "W/\"4\"")],
+        )
+        .await;
     assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
     let sr = cancelled.body["basedOn"][0]["reference"]
         .as_str()

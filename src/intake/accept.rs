@@ -216,10 +216,13 @@ impl Intake {
             },
         ];
         for c in &submission.companions {
+            // Resources that come with a referral belong to the same tenants.
+            let mut resource = c.resource.clone();
+            tenancy::set_tags(&mut resource, &tags);
             writes.push(ResourceWrite {
                 resource_type: c.resource_type.clone(),
                 id: c.id.clone(),
-                resource: c.resource.clone(),
+                resource,
                 if_match: None,
             });
         }

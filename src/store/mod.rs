@@ -22,8 +22,8 @@ use serde_json::Value;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
-pub use notifications::{NewNotification, PendingNotification};
 pub use audit::AUDIT_EVENT;
+pub use notifications::{NewNotification, PendingNotification};
 pub use outbox::{NewOutboxMessage, OutboxRow, OutboxStats};
 pub use resources::{CommitOutcome, IdempotencyClaim, OutboxFromStored, ResourceWrite, WriteUnit};
 pub use search_index::{

@@ -178,7 +178,7 @@ pub struct AuthKit {
     /// spbridge's own signing key (ES256, kid `spbridge-test-1`).
     pub signing_key_pem: String,
     pub signing_kid: String,
-    /// GP practice A81001, requester: ServiceRequest.c/.rs, Task.rs, Subscription.c and read
+    /// GP practice A81001, requester: ServiceRequest.c/.rs, Task.rs/.u (to cancel), Subscription.c/.rs and read
     /// access to the resources a referral carries (Patient, Organization, Practitioner…).
     pub requester: TestClient,
     /// VCS provider 8KX42 (provider id `8kx42`): ServiceRequest.rs, Task.rs/.u.
@@ -214,6 +214,9 @@ impl AuthKit {
                 "system/ServiceRequest.rs",
                 "system/Task.rs",
                 "system/Subscription.c",
+                "system/Subscription.rs",
+                // To cancel its own referrals' Tasks.
+                "system/Task.u",
                 "system/Patient.rs",
                 "system/Organization.rs",
                 "system/Practitioner.rs",
