@@ -6,6 +6,7 @@
 
 use super::model::ModelInfo;
 use super::value::NodeRef;
+use super::value::JsonMember;
 use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +26,7 @@ const DOM_4: &str = "contained.meta.versionId.empty() and contained.meta.lastUpd
 const DOM_5: &str = "contained.meta.security.empty()";
 
 /// The expression without whitespace outside string/identifier quotes.
-fn normalise(text: &str) -> String {
+pub(crate) fn normalise(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut quote: Option<char> = None;
     let mut escaped = false;
@@ -84,7 +85,7 @@ impl FastPath {
                 let Value::Object(o) = focus.value else {
                     return None;
                 };
-                if o.get("contained").is_some_and(non_empty) {
+                if o.member("contained").is_some_and(non_empty) {
                     return None;
                 }
                 true
@@ -94,7 +95,7 @@ impl FastPath {
                     .iter()
                     .any(|(k, v)| k != "id" && k != "resourceType" && k != "_id" && non_empty(v)),
                 Value::Null | Value::Array(_) => match focus.ext {
-                    Some(Value::Object(e)) => e.get("extension").is_some_and(non_empty),
+                    Some(Value::Object(e)) => e.member("extension").is_some_and(non_empty),
                     _ => false,
                 },
                 _ => true,
@@ -103,7 +104,7 @@ impl FastPath {
                 let Value::Object(o) = focus.value else {
                     return Some(false);
                 };
-                let has_ext = o.get("extension").is_some_and(non_empty);
+                let has_ext = o.member("extension").is_some_and(non_empty);
                 let has_value = o.iter().any(|(k, v)| {
                     let k = k.strip_prefix('_').unwrap_or(k);
                     k.len() > 5

@@ -27,6 +27,7 @@ use crate::outcome::{Issue, OperationOutcome};
 use primitives::PrimitiveRules;
 use registry::Registry;
 use schema::SchemaLayer;
+use crate::fhirpath::JsonMember;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
@@ -179,7 +180,7 @@ impl Validator {
         let mut walk = walker::Walk::new(self, resource);
         walk.path.push_str(
             resource
-                .get("resourceType")
+                .member("resourceType")
                 .and_then(Value::as_str)
                 .unwrap_or("Resource"),
         );
@@ -194,7 +195,7 @@ impl Validator {
 
     /// True when `v` validates against `profile` without errors (used by profile discriminators).
     pub(crate) fn conforms(&self, v: &Value, profile: &str) -> bool {
-        if v.get("resourceType").is_some() {
+        if v.member("resourceType").is_some() {
             return !self.validate(v, Some(profile)).has_errors();
         }
         let Ok(p) = self.registry.profile(profile) else {

@@ -9,6 +9,7 @@ use super::model::{CompiledProfile, ElementDef, SpecialType, TypeRef};
 use super::primitives::PrimitiveError;
 use super::Validator;
 use crate::outcome::{Issue, IssueType, Severity};
+use crate::fhirpath::JsonMember;
 use serde_json::{Map, Value};
 
 /// Per-validation state.
@@ -563,7 +564,7 @@ impl<'a> Walk<'a> {
 
     /// An extension checked against the definition named by its `url`.
     fn extension(&mut self, v: &'a Value, obj: &'a Map<String, Value>, modifier: bool) {
-        let url = obj.get("url").and_then(Value::as_str).unwrap_or("");
+        let url = obj.member("url").and_then(Value::as_str).unwrap_or("");
         let known = if url.is_empty() {
             Err(String::from("no url"))
         } else {
