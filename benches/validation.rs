@@ -68,10 +68,15 @@ fn profile_mode() -> bool {
     let t = Instant::now();
     let mut issues = 0;
     for _ in 0..n {
-        issues += black_box(d.validator.validate(black_box(&doc), None)).issues.len();
+        issues += black_box(d.validator.validate(black_box(&doc), None))
+            .issues
+            .len();
     }
     let per = t.elapsed() / n.max(1) as u32;
-    eprintln!("{variant}: {n} validations, {per:?} each, {} issues each", issues / n.max(1));
+    eprintln!(
+        "{variant}: {n} validations, {per:?} each, {} issues each",
+        issues / n.max(1)
+    );
     true
 }
 

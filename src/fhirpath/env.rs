@@ -5,8 +5,8 @@
 //! Must not: own any JSON or allocate.
 
 use super::model::{ModelInfo, TypeId};
-use super::value::NodeRef;
 use super::value::JsonMember;
+use super::value::NodeRef;
 use serde_json::Value;
 
 /// Answer of a hook: `Ok(bool)`, or `Err(reason)` when it cannot decide (surfaces as

@@ -14,9 +14,9 @@
 
 use super::eval::field;
 use super::model::{ModelInfo, TypeId, TypeKind};
+use super::value::JsonMember;
 use super::value::NodeRef;
 use super::InvariantInput;
-use super::value::JsonMember;
 use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +48,8 @@ const BDL_3: &str = "entry.all(request.exists()=(%resource.type='batch'or%resour
 const BDL_4: &str = "entry.all(response.exists()=(%resource.type='batch-response'or%resource.type='transaction-response'or%resource.type='history'))";
 const BDL_7: &str = "(type='history')orentry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId).isDistinct()";
 const BDL_8: &str = "fullUrl.contains('/_history/').not()";
-const BDL_9: &str = "type='document'implies(identifier.system.exists()andidentifier.value.exists())";
+const BDL_9: &str =
+    "type='document'implies(identifier.system.exists()andidentifier.value.exists())";
 const BDL_10: &str = "type='document'implies(timestamp.hasValue())";
 const BDL_11: &str = "type='document'impliesentry.first().resource.is(Composition)";
 const BDL_12: &str = "type='message'impliesentry.first().resource.is(MessageHeader)";
@@ -193,7 +194,12 @@ fn resource_type(model: &ModelInfo, v: &Value) -> Option<TypeId> {
 
 impl TypedFast {
     /// The invariant's answer at `focus` (true = satisfied), or `None` to use the general evaluator.
-    pub fn eval(&self, model: &ModelInfo, focus: NodeRef<'_>, input: &InvariantInput<'_>) -> Answer {
+    pub fn eval(
+        &self,
+        model: &ModelInfo,
+        focus: NodeRef<'_>,
+        input: &InvariantInput<'_>,
+    ) -> Answer {
         let o = focus.value.as_object()?;
         if focus.ext.is_some() || !focus.ty.is_known() {
             return None;
@@ -329,7 +335,9 @@ impl TypedFast {
                     let mut version = "";
                     if let (Some(res), _) = elem(model, ety, e, "resource")? {
                         let res_ty = resource_type(model, res)?;
-                        if let (Some(meta), meta_ty) = elem(model, res_ty, res.as_object()?, "meta")? {
+                        if let (Some(meta), meta_ty) =
+                            elem(model, res_ty, res.as_object()?, "meta")?
+                        {
                             version = string(model, meta_ty, meta.as_object()?, "versionId")?
                                 .unwrap_or("");
                         }
@@ -341,7 +349,10 @@ impl TypedFast {
                 }
                 let concat_eq = |a: &(&str, &str), b: &(&str, &str)| {
                     a.0.len() + a.1.len() == b.0.len() + b.1.len()
-                        && a.0.bytes().chain(a.1.bytes()).eq(b.0.bytes().chain(b.1.bytes()))
+                        && a.0
+                            .bytes()
+                            .chain(a.1.bytes())
+                            .eq(b.0.bytes().chain(b.1.bytes()))
                 };
                 let distinct = keys
                     .iter()

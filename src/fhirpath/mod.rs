@@ -249,6 +249,12 @@ impl Expression {
         self.general_outcome(&env, focus)
     }
 
+    /// The native check of this expression when it needs only the node's JSON and `_field`
+    /// sibling (ele-1, ext-1, dom-2..5): `Some(result)` decides, `None` = evaluate normally.
+    pub fn json_check(&self) -> Option<fn(&Value, Option<&Value>) -> Option<bool>> {
+        self.inner.fast.map(fast::FastPath::json_fn)
+    }
+
     /// True when a native fast path knows this expression.
     pub fn has_fast_path(&self) -> bool {
         self.inner.fast.is_some() || self.inner.typed_fast.is_some()

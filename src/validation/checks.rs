@@ -6,9 +6,9 @@
 
 use super::model::{BindingStrength, ElementDef, TypeRef};
 use super::walker::Walk;
+use crate::fhirpath::JsonMember;
 use crate::outcome::{IssueType, Severity};
 use crate::terminology::Expansion;
-use crate::fhirpath::JsonMember;
 use serde_json::{Map, Value};
 
 pub const NHS_NUMBER_SYSTEM: &str = "https://fhir.nhs.uk/Id/nhs-number";
@@ -249,7 +249,10 @@ impl<'a> Walk<'a> {
         }
         let entries = obj.member("entry").and_then(Value::as_array);
         for (i, e) in entries.into_iter().flatten().enumerate() {
-            let method = e.member("request").and_then(|r| r.member("method")).and_then(Value::as_str);
+            let method = e
+                .member("request")
+                .and_then(|r| r.member("method"))
+                .and_then(Value::as_str);
             if matches!(method, Some("POST" | "PUT")) && e.member("resource").is_none() {
                 let base_len = self.path.len();
                 super::walker::push_index(&mut self.path, i);
@@ -315,7 +318,10 @@ impl<'a> Walk<'a> {
                 .flatten()
                 .find(|e| e.member("fullUrl").and_then(Value::as_str) == Some(r));
             if let Some(e) = hit {
-                return e.member("resource").and_then(|r| r.member("resourceType")).and_then(Value::as_str);
+                return e
+                    .member("resource")
+                    .and_then(|r| r.member("resourceType"))
+                    .and_then(Value::as_str);
             }
         }
         if r.starts_with("urn:") {

@@ -20,14 +20,16 @@ mod walker;
 
 pub use checks::{nhs_number_valid, ods_code_valid, pattern_matches};
 pub use fhirpath_invariants::FhirPathInvariants;
-pub use invariant::{CompiledInvariant, InvariantContext, InvariantEngine, InvariantResult};
+pub use invariant::{
+    CompiledInvariant, InvariantContext, InvariantEngine, InvariantResult, JsonCheck,
+};
 
 use crate::conformance::Conformance;
+use crate::fhirpath::JsonMember;
 use crate::outcome::{Issue, OperationOutcome};
 use primitives::PrimitiveRules;
 use registry::Registry;
 use schema::SchemaLayer;
-use crate::fhirpath::JsonMember;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;

@@ -205,8 +205,10 @@ impl PrimitiveRules {
                 if s.len() > 1_048_576 {
                     return Err(PrimitiveError::Format("string longer than 1 MB".into()));
                 }
-                // ASCII (the usual case) is checked bytewise; other text char by char.
-                let control = if s.is_ascii() {
+                // Printable ASCII (the usual case) is checked in wide chunks; other text char by char.
+                let control = if printable_ascii(s) {
+                    false
+                } else if s.is_ascii() {
                     s.bytes()
                         .any(|b| (b < 0x20 || b == 0x7f) && !matches!(b, b'\r' | b'\n' | b'\t'))
                 } else {
@@ -221,7 +223,9 @@ impl PrimitiveRules {
                 Ok(())
             }
             Primitive::Uri | Primitive::Url | Primitive::Canonical => {
-                let ws = if s.is_ascii() {
+                let ws = if printable_ascii(s) {
+                    s.as_bytes().contains(&b' ')
+                } else if s.is_ascii() {
                     // char::is_whitespace on ASCII: \t \n \x0b \x0c \r and space
                     s.bytes().any(|b| matches!(b, b'\t'..=b'\r' | b' '))
                 } else {
@@ -260,9 +264,8 @@ impl PrimitiveRules {
                 // `[^\s]+(\s[^\s]+)*` on ASCII: no leading, trailing or doubled whitespace.
                 let b = s.as_bytes();
                 let ws = |c: u8| matches!(c, b'\t'..=b'\r' | b' ');
-                let ok = !ws(b[0])
-                    && !ws(b[b.len() - 1])
-                    && !b.windows(2).any(|w| ws(w[0]) && ws(w[1]));
+                let ok =
+                    !ws(b[0]) && !ws(b[b.len() - 1]) && !b.windows(2).any(|w| ws(w[0]) && ws(w[1]));
                 if ok {
                     Ok(())
                 } else {
@@ -281,6 +284,14 @@ impl PrimitiveRules {
             _ => Ok(()),
         }
     }
+}
+
+/// Every byte is printable ASCII (0x20..0x7e); written without early exit so it vectorises.
+fn printable_ascii(s: &str) -> bool {
+    s.as_bytes().chunks(32).all(|c| {
+        c.iter()
+            .fold(true, |ok, &b| ok & (b.wrapping_sub(0x20) < 0x5f))
+    })
 }
 
 fn check(re: &Regex, s: &str, what: &str) -> Result<(), PrimitiveError> {
@@ -348,11 +359,32 @@ mod tests {
     fn ascii_fast_paths_agree_with_the_regexes() {
         let r = PrimitiveRules::new();
         let samples = [
-            "a", "a b", " a", "a ", "a  b", "a\tb", "a\t\tb", "a\nb", "\u{b}x", "x\u{c}", "a\rb",
-            "ab\u{1f}", "é", "a\u{a0}b", "a\u{2003}b", "\u{7f}", "http://x/y z", "urn:uuid:1",
+            "a",
+            "a b",
+            " a",
+            "a ",
+            "a  b",
+            "a\tb",
+            "a\t\tb",
+            "a\nb",
+            "\u{b}x",
+            "x\u{c}",
+            "a\rb",
+            "ab\u{1f}",
+            "é",
+            "a\u{a0}b",
+            "a\u{2003}b",
+            "\u{7f}",
+            "http://x/y z",
+            "urn:uuid:1",
         ];
         for s in samples {
-            for p in [Primitive::Code, Primitive::Uri, Primitive::String, Primitive::Markdown] {
+            for p in [
+                Primitive::Code,
+                Primitive::Uri,
+                Primitive::String,
+                Primitive::Markdown,
+            ] {
                 let re_ok = match p {
                     Primitive::Code => r.code.is_match(s),
                     Primitive::Uri => !s.chars().any(char::is_whitespace),

@@ -6,8 +6,8 @@
 
 use super::model::CompiledProfile;
 use super::walker::Walk;
-use crate::outcome::{IssueType, Severity};
 use crate::fhirpath::JsonMember;
+use crate::outcome::{IssueType, Severity};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 

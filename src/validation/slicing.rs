@@ -8,8 +8,8 @@
 use super::checks::pattern_matches;
 use super::model::{CompiledProfile, DiscriminatorKind, SliceTest, SlicingRules};
 use super::walker::{push_index, Walk};
-use crate::outcome::IssueType;
 use crate::fhirpath::JsonMember;
+use crate::outcome::IssueType;
 use serde_json::Value;
 
 impl<'a> Walk<'a> {

@@ -43,7 +43,11 @@ fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Fast and general outcomes of one check; panics when they differ.
-fn compare(model: &ModelInfo, e: &Expression, input: &InvariantInput<'_>) -> (bool, InvariantOutcome) {
+fn compare(
+    model: &ModelInfo,
+    e: &Expression,
+    input: &InvariantInput<'_>,
+) -> (bool, InvariantOutcome) {
     let general = e.check_invariant_general(model, input, Hooks::default());
     let env = EvalEnv {
         model,
@@ -101,7 +105,12 @@ fn fast_constraints(rt: &str) -> Vec<(Expression, Vec<Expression>)> {
 }
 
 /// Checks every fast-path constraint of `res` (and, for Bundles, of each entry resource).
-fn check_resource(model: &ModelInfo, res: &Value, root: &Value, bundle: Option<&Value>) -> (usize, usize) {
+fn check_resource(
+    model: &ModelInfo,
+    res: &Value,
+    root: &Value,
+    bundle: Option<&Value>,
+) -> (usize, usize) {
     let (mut answered, mut total) = (0, 0);
     let Some(rt) = res.get("resourceType").and_then(Value::as_str) else {
         return (0, 0);
@@ -151,7 +160,10 @@ fn check_resource(model: &ModelInfo, res: &Value, root: &Value, bundle: Option<&
 fn agree_on_fixtures_and_uk_core_examples() {
     let model = model();
     let mut files = Vec::new();
-    json_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures"), &mut files);
+    json_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures"),
+        &mut files,
+    );
     for pkg in std::fs::read_dir(packages()).expect("packages").flatten() {
         json_files(&pkg.path().join("package/examples"), &mut files);
     }
@@ -162,7 +174,10 @@ fn agree_on_fixtures_and_uk_core_examples() {
         answered += a;
         total += t;
     }
-    println!("{} files: {answered} of {total} evaluations answered natively", files.len());
+    println!(
+        "{} files: {answered} of {total} evaluations answered natively",
+        files.len()
+    );
     assert!(files.len() > 100);
     assert!(answered * 2 > total, "{answered} of {total}");
 }
@@ -170,15 +185,25 @@ fn agree_on_fixtures_and_uk_core_examples() {
 #[test]
 fn detects_shapes() {
     assert_eq!(
-        detect(&normalise("name.exists() or telecom.exists() or address.exists() or organization.exists()")),
-        Some(TypedFast::AnyExists(vec!["name".into(), "telecom".into(), "address".into(), "organization".into()]))
+        detect(&normalise(
+            "name.exists() or telecom.exists() or address.exists() or organization.exists()"
+        )),
+        Some(TypedFast::AnyExists(vec![
+            "name".into(),
+            "telecom".into(),
+            "address".into(),
+            "organization".into()
+        ]))
     );
     assert_eq!(
         detect(&normalise("value.empty() or system.exists()")),
         Some(TypedFast::EmptyOrExists("value".into(), "system".into()))
     );
     assert_eq!(detect(&normalise("value.exists()")), None);
-    assert_eq!(detect(&normalise("value.empty() or system.exists().not()")), None);
+    assert_eq!(
+        detect(&normalise("value.empty() or system.exists().not()")),
+        None
+    );
     assert_eq!(detect(&normalise("where(use = 'home').empty()")), None);
     assert_eq!(detect(&normalise("a.b.exists() or c.exists()")), None);
 }
@@ -249,7 +274,13 @@ fn bundle_edge_cases() {
     }
 }
 
-fn typed_case(model: &ModelInfo, expr: &str, node_type: &str, node: &Value, root: &Value) -> (bool, InvariantOutcome) {
+fn typed_case(
+    model: &ModelInfo,
+    expr: &str,
+    node_type: &str,
+    node: &Value,
+    root: &Value,
+) -> (bool, InvariantOutcome) {
     let e = Expression::compile(expr).expect("expression");
     let input = InvariantInput {
         node,
@@ -269,14 +300,38 @@ fn reference_and_shape_edge_cases() {
     let root = json!({"resourceType": "Patient", "contained": [{"resourceType": "Organization", "id": "o1"}, {"resourceType": "Practitioner"}]});
     let bad_root = json!({"resourceType": "Patient", "contained": {"resourceType": "Organization", "id": "o1"}});
     for (r, root, want) in [
-        (json!({"reference": "#o1"}), &root, Some(InvariantOutcome::Satisfied)),
-        (json!({"reference": "#o2"}), &root, Some(InvariantOutcome::Violated)),
-        (json!({"reference": "Patient/1"}), &root, Some(InvariantOutcome::Satisfied)),
-        (json!({"display": "x"}), &root, Some(InvariantOutcome::Satisfied)),
-        (json!({"reference": "#o1"}), &json!({"resourceType": "Patient"}), Some(InvariantOutcome::Violated)),
+        (
+            json!({"reference": "#o1"}),
+            &root,
+            Some(InvariantOutcome::Satisfied),
+        ),
+        (
+            json!({"reference": "#o2"}),
+            &root,
+            Some(InvariantOutcome::Violated),
+        ),
+        (
+            json!({"reference": "Patient/1"}),
+            &root,
+            Some(InvariantOutcome::Satisfied),
+        ),
+        (
+            json!({"display": "x"}),
+            &root,
+            Some(InvariantOutcome::Satisfied),
+        ),
+        (
+            json!({"reference": "#o1"}),
+            &json!({"resourceType": "Patient"}),
+            Some(InvariantOutcome::Violated),
+        ),
         (json!({"reference": "#"}), &root, None),
         (json!({"reference": "#o1"}), &bad_root, None),
-        (json!({"reference": "#o1", "_reference": {"id": "x"}}), &root, None),
+        (
+            json!({"reference": "#o1", "_reference": {"id": "x"}}),
+            &root,
+            None,
+        ),
         (json!({"reference": 5}), &root, None),
     ] {
         let (fast, out) = typed_case(&model, ref1, "Reference", &r, root);
@@ -296,25 +351,52 @@ fn reference_and_shape_edge_cases() {
         (json!({"value": [null]}), false),
         (json!({"value": []}), true),
     ] {
-        assert_eq!(typed_case(&model, cpt2, "ContactPoint", &c, &c).0, fast, "{c}");
+        assert_eq!(
+            typed_case(&model, cpt2, "ContactPoint", &c, &c).0,
+            fast,
+            "{c}"
+        );
     }
     let pat1 = "name.exists() or telecom.exists() or address.exists() or organization.exists()";
-    for c in [json!({"gender": "male"}), json!({"name": {"text": "x"}}), json!({"organization": {"reference": "x"}})] {
+    for c in [
+        json!({"gender": "male"}),
+        json!({"name": {"text": "x"}}),
+        json!({"organization": {"reference": "x"}}),
+    ] {
         assert!(typed_case(&model, pat1, "Patient.contact", &c, &c).0, "{c}");
     }
     let org1 = "(identifier.count() + name.count()) > 0";
-    for c in [json!({"resourceType": "Organization"}), json!({"resourceType": "Organization", "name": "x"}), json!({"resourceType": "Organization", "identifier": [{"value": "1"}, {"value": "2"}]})] {
+    for c in [
+        json!({"resourceType": "Organization"}),
+        json!({"resourceType": "Organization", "name": "x"}),
+        json!({"resourceType": "Organization", "identifier": [{"value": "1"}, {"value": "2"}]}),
+    ] {
         assert!(typed_case(&model, org1, "Organization", &c, &c).0, "{c}");
     }
     let dom6 = "text.`div`.exists()";
     for (c, fast) in [
         (json!({"resourceType": "Patient"}), true),
-        (json!({"resourceType": "Patient", "text": {"status": "generated"}}), true),
-        (json!({"resourceType": "Patient", "text": {"status": "generated", "div": "<div/>"}}), true),
+        (
+            json!({"resourceType": "Patient", "text": {"status": "generated"}}),
+            true,
+        ),
+        (
+            json!({"resourceType": "Patient", "text": {"status": "generated", "div": "<div/>"}}),
+            true,
+        ),
         (json!({"resourceType": "Patient", "text": "x"}), false),
     ] {
         assert_eq!(typed_case(&model, dom6, "Patient", &c, &c).0, fast, "{c}");
     }
     // an untyped focus is left to the general evaluator
-    assert!(!typed_case(&model, cpt2, "NoSuchType", &json!({"value": "1"}), &json!({})).0);
+    assert!(
+        !typed_case(
+            &model,
+            cpt2,
+            "NoSuchType",
+            &json!({"value": "1"}),
+            &json!({})
+        )
+        .0
+    );
 }
