@@ -9,6 +9,9 @@ use super::value::JsonMember;
 use super::value::NodeRef;
 use serde_json::Value;
 
+/// A check of a node's JSON and its `_field` sibling: `Some(result)`, or `None` = undecided.
+pub type JsonFn = fn(&Value, Option<&Value>) -> Option<bool>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FastPath {
     /// ele-1: `hasValue() or (children().count() > id.count())`
@@ -79,7 +82,7 @@ fn non_empty(v: &Value) -> bool {
 
 impl FastPath {
     /// The same check as a plain function of the node's JSON and `_field` sibling.
-    pub fn json_fn(self) -> fn(&Value, Option<&Value>) -> Option<bool> {
+    pub fn json_fn(self) -> JsonFn {
         fn ele1(v: &Value, ext: Option<&Value>) -> Option<bool> {
             FastPath::Ele1.on_json(v, ext)
         }

@@ -46,6 +46,7 @@ mod value;
 
 pub use env::{EvalEnv, HookResult, ProfileHook, TerminologyHook};
 pub use error::{FhirPathError, ParseError};
+pub use fast::JsonFn;
 pub use model::{ElementInfo, ModelInfo, TypeId, TypeInfo, TypeKind, ValueKind};
 pub use value::{Collection, Item, JsonMember, NodeRef};
 
@@ -251,7 +252,7 @@ impl Expression {
 
     /// The native check of this expression when it needs only the node's JSON and `_field`
     /// sibling (ele-1, ext-1, dom-2..5): `Some(result)` decides, `None` = evaluate normally.
-    pub fn json_check(&self) -> Option<fn(&Value, Option<&Value>) -> Option<bool>> {
+    pub fn json_check(&self) -> Option<JsonFn> {
         self.inner.fast.map(fast::FastPath::json_fn)
     }
 
