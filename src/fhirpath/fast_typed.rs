@@ -112,25 +112,32 @@ fn elem<'a>(
     o: &'a Map<String, Value>,
     name: &str,
 ) -> Option<(Option<&'a Value>, TypeId)> {
+    let (key, child_ty) = slot(model, ty, name)?;
+    Some((read(o, key)?, child_ty))
+}
+
+/// The JSON key and type of element `name` of `ty` (`None`: unknown or a choice element).
+fn slot<'m>(model: &'m ModelInfo, ty: TypeId, name: &str) -> Option<(&'m str, TypeId)> {
     let info = model.element(ty, name)?;
     if info.choice {
         return None;
     }
     let (key, child_ty) = info.types.first()?;
-    if key != name {
-        return None;
-    }
-    let (v, ext) = field(o, name);
+    (key == name).then_some((key.as_str(), *child_ty))
+}
+
+/// The value under `key` as `elem` describes it.
+fn read<'a>(o: &'a Map<String, Value>, key: &str) -> Option<Option<&'a Value>> {
+    let (v, ext) = field(o, key);
     if ext.is_some() {
         return None;
     }
-    let v = match v {
+    Some(match v {
         None | Some(Value::Null) => None,
         Some(Value::Array(a)) if a.is_empty() => None,
         Some(Value::Array(a)) if a.iter().any(Value::is_null) => return None,
         Some(v) => Some(v),
-    };
-    Some((v, *child_ty))
+    })
 }
 
 fn exists(model: &ModelInfo, ty: TypeId, o: &Map<String, Value>, name: &str) -> Option<bool> {
@@ -297,9 +304,10 @@ impl TypedFast {
             }
             TypedFast::Bdl2 => {
                 let (es, ety) = entries(model, ty, o)?;
+                let (search_key, _) = slot(model, ety, "search")?;
                 let mut search = false;
                 for e in es {
-                    search |= exists(model, ety, e, "search")?;
+                    search |= read(e, search_key)?.is_some();
                 }
                 Some(!search || bundle_type.is_none_or(|t| t == "searchset"))
             }
@@ -319,21 +327,26 @@ impl TypedFast {
                     )
                 };
                 let (es, ety) = entries(model, ty, o)?;
+                let (key, _) = slot(model, ety, member)?;
                 let mut all = true;
                 for e in es {
-                    all &= exists(model, ety, e, member)? == expected;
+                    all &= read(e, key)?.is_some() == expected;
                 }
                 Some(all)
             }
             TypedFast::Bdl7 => {
                 let (es, ety) = entries(model, ty, o)?;
                 let mut keys: Vec<(&str, &str)> = Vec::with_capacity(es.len());
+                let (url_key, _) = slot(model, ety, "fullUrl")?;
+                let (res_key, _) = slot(model, ety, "resource")?;
                 for e in es {
-                    let Some(url) = string(model, ety, e, "fullUrl")? else {
-                        continue;
+                    let url = match read(e, url_key)? {
+                        None => continue,
+                        Some(Value::String(u)) => u.as_str(),
+                        Some(_) => return None,
                     };
                     let mut version = "";
-                    if let (Some(res), _) = elem(model, ety, e, "resource")? {
+                    if let Some(res) = read(e, res_key)? {
                         let res_ty = resource_type(model, res)?;
                         if let (Some(meta), meta_ty) =
                             elem(model, res_ty, res.as_object()?, "meta")?

@@ -260,6 +260,7 @@ impl PrimitiveRules {
                 }
             }
             Primitive::Time => check(&self.time, s, "time (hh:mm:ss)"),
+            Primitive::Code if printable_ascii(s) && !s.as_bytes().contains(&b' ') => Ok(()),
             Primitive::Code if s.is_ascii() => {
                 // `[^\s]+(\s[^\s]+)*` on ASCII: no leading, trailing or doubled whitespace.
                 let b = s.as_bytes();
