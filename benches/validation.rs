@@ -48,10 +48,72 @@ fn load(invariants: bool, json_schema: bool) -> Definitions {
     defs
 }
 
+/// Profiling mode (no criterion): `SPBRIDGE_BENCH_ITERS=N [SPBRIDGE_BENCH_VARIANT=on|off|schema|baseline]
+/// target/release/deps/validation-*` validates the Bundle N times with one variant and exits, so
+/// `valgrind --tool=callgrind` gives repeatable instruction counts on a busy machine.
+fn profile_mode() -> bool {
+    let Some(n) = std::env::var("SPBRIDGE_BENCH_ITERS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    else {
+        return false;
+    };
+    let variant = std::env::var("SPBRIDGE_BENCH_VARIANT").unwrap_or_else(|_| "on".into());
+    let doc = fixture();
+    if variant == "baseline" {
+        let baseline = baseline_validator();
+        let t = Instant::now();
+        let mut ok = 0;
+        for _ in 0..n {
+            ok += usize::from(black_box(baseline.is_valid(black_box(&doc))));
+        }
+        let per = t.elapsed() / n.max(1) as u32;
+        eprintln!("baseline: {n} validations, {per:?} each, {ok} valid");
+        return true;
+    }
+    let d = match variant.as_str() {
+        "off" => load(false, false),
+        "schema" => load(true, true),
+        _ => load(true, false),
+    };
+    let t = Instant::now();
+    let mut issues = 0;
+    for _ in 0..n {
+        issues += black_box(d.validator.validate(black_box(&doc), None))
+            .issues
+            .len();
+    }
+    let per = t.elapsed() / n.max(1) as u32;
+    eprintln!(
+        "{variant}: {n} validations, {per:?} each, {} issues each",
+        issues / n.max(1)
+    );
+    true
+}
+
+/// jsonschema-rs with the published R4 JSON schema (structure only).
+fn baseline_validator() -> jsonschema::Validator {
+    let schema_path = package_dir()
+        .join(R4_CORE)
+        .join("package/other/fhir.schema.json");
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path).expect("schema")).expect("json");
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft6)
+        .build(&schema)
+        .expect("baseline")
+}
+
+fn fixture() -> Value {
+    serde_json::from_str(include_str!("../fixtures/referral-transaction-bundle.json"))
+        .expect("fixture")
+}
+
 fn bench(c: &mut Criterion) {
-    let doc: Value =
-        serde_json::from_str(include_str!("../fixtures/referral-transaction-bundle.json"))
-            .expect("fixture");
+    if profile_mode() {
+        return;
+    }
+    let doc = fixture();
     let with_invariants = load(true, false);
     let without_invariants = load(false, false);
     let with_schema = load(true, true);
@@ -63,15 +125,7 @@ fn bench(c: &mut Criterion) {
         let outcome = d.validator.validate(&doc, None);
         assert!(!outcome.has_errors(), "{name}: {:?}", outcome.to_json());
     }
-    let schema_path = package_dir()
-        .join(R4_CORE)
-        .join("package/other/fhir.schema.json");
-    let schema: Value =
-        serde_json::from_str(&std::fs::read_to_string(schema_path).expect("schema")).expect("json");
-    let baseline = jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft6)
-        .build(&schema)
-        .expect("baseline");
+    let baseline = baseline_validator();
     assert!(baseline.is_valid(&doc));
 
     let mut g = c.benchmark_group("referral-bundle");

@@ -5,6 +5,7 @@
 //! Must not: own any JSON or allocate.
 
 use super::model::{ModelInfo, TypeId};
+use super::value::JsonMember;
 use super::value::NodeRef;
 use serde_json::Value;
 
@@ -61,7 +62,7 @@ impl<'a> EvalEnv<'a> {
     /// The focus node for a resource (type from `resourceType`).
     pub fn resource_node(&self, resource: &'a Value) -> NodeRef<'a> {
         let ty = resource
-            .get("resourceType")
+            .member("resourceType")
             .and_then(Value::as_str)
             .map_or(TypeId::NONE, |t| self.model.type_id(t));
         NodeRef {
@@ -84,7 +85,7 @@ impl<'a> EvalEnv<'a> {
             ty = self.model.path_type(type_name);
         }
         if !ty.is_known() {
-            if let Some(rt) = value.get("resourceType").and_then(Value::as_str) {
+            if let Some(rt) = value.member("resourceType").and_then(Value::as_str) {
                 ty = self.model.type_id(rt);
             }
         }

@@ -11,7 +11,7 @@ use super::error::{eval_err, FhirPathError};
 use super::functions;
 use super::model::{TypeId, TypeKind};
 use super::operators;
-use super::value::{Collection, Item, NodeRef, Text, NULL};
+use super::value::{Collection, Item, JsonMember, NodeRef, Text, NULL};
 use serde_json::{Map, Value};
 use std::rc::Rc;
 
@@ -202,7 +202,7 @@ impl<'e, 'a> Evaluator<'e, 'a> {
         if n.ty.is_known() && target.is_known() && model.kind(n.ty) == Some(TypeKind::Resource) {
             return model.is_subtype(n.ty, target);
         }
-        n.value.get("resourceType").and_then(Value::as_str) == Some(name)
+        n.value.member("resourceType").and_then(Value::as_str) == Some(name)
     }
 
     /// The type of a child node: resolves abstract `Resource` to the `resourceType`.
@@ -211,7 +211,7 @@ impl<'e, 'a> Evaluator<'e, 'a> {
         if ty.is_known() && model.kind(ty) != Some(TypeKind::Resource) {
             return ty;
         }
-        if let Some(rt) = v.get("resourceType").and_then(Value::as_str) {
+        if let Some(rt) = v.member("resourceType").and_then(Value::as_str) {
             let t = model.type_id(rt);
             if t.is_known() {
                 return t;

@@ -5,8 +5,12 @@
 //! Must not: be used for anything whose result could differ from the general evaluator.
 
 use super::model::ModelInfo;
+use super::value::JsonMember;
 use super::value::NodeRef;
 use serde_json::Value;
+
+/// A check of a node's JSON and its `_field` sibling: `Some(result)`, or `None` = undecided.
+pub type JsonFn = fn(&Value, Option<&Value>) -> Option<bool>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FastPath {
@@ -25,7 +29,7 @@ const DOM_4: &str = "contained.meta.versionId.empty() and contained.meta.lastUpd
 const DOM_5: &str = "contained.meta.security.empty()";
 
 /// The expression without whitespace outside string/identifier quotes.
-fn normalise(text: &str) -> String {
+pub(crate) fn normalise(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut quote: Option<char> = None;
     let mut escaped = false;
@@ -77,33 +81,56 @@ fn non_empty(v: &Value) -> bool {
 }
 
 impl FastPath {
+    /// The same check as a plain function of the node's JSON and `_field` sibling.
+    pub fn json_fn(self) -> JsonFn {
+        fn ele1(v: &Value, ext: Option<&Value>) -> Option<bool> {
+            FastPath::Ele1.on_json(v, ext)
+        }
+        fn ext1(v: &Value, ext: Option<&Value>) -> Option<bool> {
+            FastPath::Ext1.on_json(v, ext)
+        }
+        fn no_contained(v: &Value, ext: Option<&Value>) -> Option<bool> {
+            FastPath::NoContainedTrue.on_json(v, ext)
+        }
+        match self {
+            FastPath::Ele1 => ele1,
+            FastPath::Ext1 => ext1,
+            FastPath::NoContainedTrue => no_contained,
+        }
+    }
+
     /// `Some(answer)`, or `None` when the general evaluator must decide.
     pub fn eval(self, _model: &ModelInfo, focus: NodeRef<'_>) -> Option<bool> {
+        self.on_json(focus.value, focus.ext)
+    }
+
+    #[inline]
+    fn on_json(self, value: &Value, ext: Option<&Value>) -> Option<bool> {
         Some(match self {
             FastPath::NoContainedTrue => {
-                let Value::Object(o) = focus.value else {
+                let Value::Object(o) = value else {
                     return None;
                 };
-                if o.get("contained").is_some_and(non_empty) {
+                if o.member("contained").is_some_and(non_empty) {
                     return None;
                 }
                 true
             }
-            FastPath::Ele1 => match focus.value {
+            FastPath::Ele1 => match value {
                 Value::Object(o) => o
                     .iter()
                     .any(|(k, v)| k != "id" && k != "resourceType" && k != "_id" && non_empty(v)),
-                Value::Null | Value::Array(_) => match focus.ext {
-                    Some(Value::Object(e)) => e.get("extension").is_some_and(non_empty),
+                Value::Null | Value::Array(_) => match ext {
+                    Some(Value::Object(e)) => e.member("extension").is_some_and(non_empty),
                     _ => false,
                 },
                 _ => true,
             },
             FastPath::Ext1 => {
-                let Value::Object(o) = focus.value else {
+                let Value::Object(o) = value else {
                     return Some(false);
                 };
-                let has_ext = o.get("extension").is_some_and(non_empty);
+                let has_ext = o.member("extension").is_some_and(non_empty);
                 let has_value = o.iter().any(|(k, v)| {
                     let k = k.strip_prefix('_').unwrap_or(k);
                     k.len() > 5

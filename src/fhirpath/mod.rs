@@ -35,6 +35,7 @@ mod env;
 mod error;
 mod eval;
 mod fast;
+mod fast_typed;
 mod functions;
 mod lexer;
 mod model;
@@ -45,8 +46,9 @@ mod value;
 
 pub use env::{EvalEnv, HookResult, ProfileHook, TerminologyHook};
 pub use error::{FhirPathError, ParseError};
+pub use fast::JsonFn;
 pub use model::{ElementInfo, ModelInfo, TypeId, TypeInfo, TypeKind, ValueKind};
-pub use value::{Collection, Item, NodeRef};
+pub use value::{Collection, Item, JsonMember, NodeRef};
 
 use serde_json::Value;
 use std::collections::HashMap;
@@ -56,6 +58,7 @@ struct Compiled {
     text: String,
     ast: ast::Node,
     fast: Option<fast::FastPath>,
+    typed_fast: Option<fast_typed::TypedFast>,
 }
 
 /// A compiled FHIRPath expression. Clone is an `Arc` bump; share freely across threads.
@@ -106,6 +109,7 @@ impl Expression {
             inner: Arc::new(Compiled {
                 text: text.to_string(),
                 fast: fast::detect(text),
+                typed_fast: fast_typed::detect(&fast::normalise(text)),
                 ast,
             }),
         })
@@ -175,6 +179,17 @@ impl Expression {
         input: &InvariantInput<'_>,
         hooks: Hooks<'_>,
     ) -> InvariantOutcome {
+        // ele-1, ext-1, dom-2..5 look at the JSON only: no environment or focus type needed.
+        if let Some(f) = &self.inner.fast {
+            let raw = NodeRef {
+                value: input.node,
+                ext: input.node_extension,
+                ty: model::TypeId::NONE,
+            };
+            if let Some(b) = f.eval(model, raw) {
+                return satisfied_if(b);
+            }
+        }
         let env = EvalEnv {
             model,
             resource: Some(input.resource),
@@ -186,12 +201,72 @@ impl Expression {
             strict: false,
         };
         let focus = env.typed_node(input.node, input.node_extension, input.node_type);
-        match self.evaluate_boolean(&env, focus) {
+        if let Some(t) = &self.inner.typed_fast {
+            if let Some(b) = t.eval(model, focus, input) {
+                #[cfg(debug_assertions)]
+                {
+                    let general = self.general_outcome(&env, focus);
+                    debug_assert_eq!(
+                        general,
+                        satisfied_if(b),
+                        "native fast path disagrees with the general evaluator for `{}` at {}",
+                        self.inner.text,
+                        input.node
+                    );
+                }
+                return satisfied_if(b);
+            }
+        }
+        self.general_outcome(&env, focus)
+    }
+
+    fn general_outcome(&self, env: &EvalEnv<'_>, focus: NodeRef<'_>) -> InvariantOutcome {
+        match self.evaluate_boolean_general(env, focus) {
             Ok(Some(true)) | Ok(None) => InvariantOutcome::Satisfied,
             Ok(Some(false)) => InvariantOutcome::Violated,
             Err(FhirPathError::CannotEvaluate(r)) => InvariantOutcome::CannotEvaluate(r),
             Err(e) => InvariantOutcome::CannotEvaluate(e.to_string()),
         }
+    }
+
+    /// `check_invariant` without any native fast path (tests prove the two agree).
+    pub fn check_invariant_general(
+        &self,
+        model: &ModelInfo,
+        input: &InvariantInput<'_>,
+        hooks: Hooks<'_>,
+    ) -> InvariantOutcome {
+        let env = EvalEnv {
+            model,
+            resource: Some(input.resource),
+            root_resource: Some(input.root_resource),
+            context: None,
+            bundle: input.bundle,
+            terminology: hooks.terminology,
+            profiles: hooks.profiles,
+            strict: false,
+        };
+        let focus = env.typed_node(input.node, input.node_extension, input.node_type);
+        self.general_outcome(&env, focus)
+    }
+
+    /// The native check of this expression when it needs only the node's JSON and `_field`
+    /// sibling (ele-1, ext-1, dom-2..5): `Some(result)` decides, `None` = evaluate normally.
+    pub fn json_check(&self) -> Option<JsonFn> {
+        self.inner.fast.map(fast::FastPath::json_fn)
+    }
+
+    /// True when a native fast path knows this expression.
+    pub fn has_fast_path(&self) -> bool {
+        self.inner.fast.is_some() || self.inner.typed_fast.is_some()
+    }
+}
+
+fn satisfied_if(b: bool) -> InvariantOutcome {
+    if b {
+        InvariantOutcome::Satisfied
+    } else {
+        InvariantOutcome::Violated
     }
 }
 

@@ -361,3 +361,26 @@ pub fn item_equivalent(a: &Item, b: &Item, model: &ModelInfo) -> bool {
         _ => prim_equivalent(&a.prim(model), &b.prim(model)),
     }
 }
+
+/// Member lookup on FHIR JSON objects without hashing: objects are small, and with serde_json's
+/// `preserve_order` every `Map::get` hashes the key with SipHash. Large objects still use the map.
+pub trait JsonMember {
+    fn member(&self, key: &str) -> Option<&Value>;
+}
+
+impl JsonMember for serde_json::Map<String, Value> {
+    #[inline]
+    fn member(&self, key: &str) -> Option<&Value> {
+        if self.len() > 16 {
+            return self.get(key);
+        }
+        self.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+    }
+}
+
+impl JsonMember for Value {
+    #[inline]
+    fn member(&self, key: &str) -> Option<&Value> {
+        self.as_object()?.member(key)
+    }
+}

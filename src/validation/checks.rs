@@ -6,6 +6,7 @@
 
 use super::model::{BindingStrength, ElementDef, TypeRef};
 use super::walker::Walk;
+use crate::fhirpath::JsonMember;
 use crate::outcome::{IssueType, Severity};
 use crate::terminology::Expansion;
 use serde_json::{Map, Value};
@@ -114,7 +115,7 @@ impl<'a> Walk<'a> {
             },
             "CodeableConcept" => {
                 for c in v
-                    .get("coding")
+                    .member("coding")
                     .and_then(Value::as_array)
                     .into_iter()
                     .flatten()
@@ -187,10 +188,10 @@ impl<'a> Walk<'a> {
     }
 
     pub(crate) fn nhs_identifier(&mut self, obj: &Map<String, Value>) {
-        let Some(system) = obj.get("system").and_then(Value::as_str) else {
+        let Some(system) = obj.member("system").and_then(Value::as_str) else {
             return;
         };
-        let value = obj.get("value").and_then(Value::as_str);
+        let value = obj.member("value").and_then(Value::as_str);
         let base_len = self.path.len();
         self.path.push_str(".value");
         match (system, value) {
@@ -211,8 +212,8 @@ impl<'a> Walk<'a> {
         if ty.target_types.is_empty() || ty.target_types.iter().any(|t| t == "Resource") {
             return;
         }
-        let Some(r) = obj.get("reference").and_then(Value::as_str) else {
-            if let Some(t) = obj.get("type").and_then(Value::as_str) {
+        let Some(r) = obj.member("reference").and_then(Value::as_str) else {
+            if let Some(t) = obj.member("type").and_then(Value::as_str) {
                 if !ty.target_types.iter().any(|x| x == t) {
                     self.at_child(
                         "",
@@ -242,14 +243,17 @@ impl<'a> Walk<'a> {
     /// Rules of `Bundle` the profile walk cannot see: a transaction/batch POST or PUT entry must
     /// carry a resource.
     pub(crate) fn bundle_rules(&mut self, obj: &Map<String, Value>) {
-        let ty = obj.get("type").and_then(Value::as_str);
+        let ty = obj.member("type").and_then(Value::as_str);
         if !matches!(ty, Some("transaction" | "batch")) {
             return;
         }
-        let entries = obj.get("entry").and_then(Value::as_array);
+        let entries = obj.member("entry").and_then(Value::as_array);
         for (i, e) in entries.into_iter().flatten().enumerate() {
-            let method = e.pointer("/request/method").and_then(Value::as_str);
-            if matches!(method, Some("POST" | "PUT")) && e.get("resource").is_none() {
+            let method = e
+                .member("request")
+                .and_then(|r| r.member("method"))
+                .and_then(Value::as_str);
+            if matches!(method, Some("POST" | "PUT")) && e.member("resource").is_none() {
                 let base_len = self.path.len();
                 super::walker::push_index(&mut self.path, i);
                 self.path.insert_str(base_len, ".entry");
@@ -271,8 +275,8 @@ impl<'a> Walk<'a> {
     /// codes (as the HL7 validator does), whatever the binding strength.
     pub(crate) fn coding_in_code_system(&mut self, obj: &Map<String, Value>) {
         let (Some(system), Some(code)) = (
-            obj.get("system").and_then(Value::as_str),
-            obj.get("code").and_then(Value::as_str),
+            obj.member("system").and_then(Value::as_str),
+            obj.member("code").and_then(Value::as_str),
         ) else {
             return;
         };
@@ -300,21 +304,24 @@ impl<'a> Walk<'a> {
     /// `Type/id` shape of relative and absolute RESTful references.
     pub(crate) fn referenced_type(&self, r: &'a str) -> Option<&'a str> {
         if let Some(id) = r.strip_prefix('#') {
-            let contained = self.root.get("contained").and_then(Value::as_array)?;
+            let contained = self.root.member("contained").and_then(Value::as_array)?;
             return contained
                 .iter()
-                .find(|c| c.get("id").and_then(Value::as_str) == Some(id))
-                .and_then(|c| c.get("resourceType").and_then(Value::as_str));
+                .find(|c| c.member("id").and_then(Value::as_str) == Some(id))
+                .and_then(|c| c.member("resourceType").and_then(Value::as_str));
         }
         if let Some(b) = self.bundle {
             let hit = b
-                .get("entry")
+                .member("entry")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
-                .find(|e| e.get("fullUrl").and_then(Value::as_str) == Some(r));
+                .find(|e| e.member("fullUrl").and_then(Value::as_str) == Some(r));
             if let Some(e) = hit {
-                return e.pointer("/resource/resourceType").and_then(Value::as_str);
+                return e
+                    .member("resource")
+                    .and_then(|r| r.member("resourceType"))
+                    .and_then(Value::as_str);
             }
         }
         if r.starts_with("urn:") {
@@ -344,8 +351,8 @@ impl<'a> Walk<'a> {
 }
 
 fn coding(v: &Value) -> Option<(Option<&str>, &str)> {
-    let code = v.get("code").and_then(Value::as_str)?;
-    Some((v.get("system").and_then(Value::as_str), code))
+    let code = v.member("code").and_then(Value::as_str)?;
+    Some((v.member("system").and_then(Value::as_str), code))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! Owns: turning `ConstraintDef`s into issues. Must not: parse or evaluate FHIRPath itself.
 
 use super::invariant::{InvariantContext, InvariantResult};
-use super::model::{CompiledProfile, ElementDef};
+use super::model::{CompiledProfile, ConstraintDef, ElementDef};
 use super::walker::Walk;
 use crate::outcome::{Issue, IssueType, Severity};
 use serde_json::Value;
@@ -43,6 +43,16 @@ impl<'a> Walk<'a> {
             if skip.is_some_and(|s| s.constraints.iter().any(|x| x.key == c.key)) {
                 continue;
             }
+            if let Some(check) = c.json_check {
+                match check(node, ext) {
+                    Some(true) => continue,
+                    Some(false) => {
+                        self.violated(c);
+                        continue;
+                    }
+                    None => {}
+                }
+            }
             let engine = match &c.compiled {
                 Ok(e) => e,
                 Err(_) => {
@@ -66,21 +76,7 @@ impl<'a> Walk<'a> {
             };
             match engine.evaluate(&ctx) {
                 InvariantResult::Satisfied => {}
-                InvariantResult::Violated => {
-                    let sev = if c.severity == Severity::Error {
-                        Severity::Error
-                    } else {
-                        Severity::Warning
-                    };
-                    let i = Issue::new(
-                        sev,
-                        IssueType::Invariant,
-                        format!("Constraint failed: {}: {}", c.key, c.human),
-                    )
-                    .at(self.path.clone())
-                    .with_detail(c.key.clone());
-                    self.issues.push(i);
-                }
+                InvariantResult::Violated => self.violated(c),
                 InvariantResult::CannotEvaluate(reason) => {
                     if self.first_note(c.note_id) {
                         let i = Issue::information(
@@ -97,5 +93,21 @@ impl<'a> Walk<'a> {
                 }
             }
         }
+    }
+
+    fn violated(&mut self, c: &ConstraintDef) {
+        let sev = if c.severity == Severity::Error {
+            Severity::Error
+        } else {
+            Severity::Warning
+        };
+        let i = Issue::new(
+            sev,
+            IssueType::Invariant,
+            format!("Constraint failed: {}: {}", c.key, c.human),
+        )
+        .at(self.path.clone())
+        .with_detail(c.key.clone());
+        self.issues.push(i);
     }
 }

@@ -64,4 +64,8 @@ impl CompiledInvariant for CompiledFhirPath {
             InvariantOutcome::CannotEvaluate(reason) => InvariantResult::CannotEvaluate(reason),
         }
     }
+
+    fn json_check(&self) -> Option<super::invariant::JsonCheck> {
+        self.expr.json_check()
+    }
 }

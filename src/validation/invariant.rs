@@ -15,7 +15,17 @@ pub trait InvariantEngine: Send + Sync {
 /// A compiled constraint, evaluated for every occurrence of its element.
 pub trait CompiledInvariant: Send + Sync {
     fn evaluate(&self, ctx: &InvariantContext<'_>) -> InvariantResult;
+
+    /// A native check of the same constraint that needs only the node's JSON and its `_field`
+    /// sibling (e.g. ele-1, ext-1), if the engine has one: the walker calls it directly on every
+    /// occurrence. `Some(holds)` decides; `None` falls back to `evaluate`.
+    fn json_check(&self) -> Option<JsonCheck> {
+        None
+    }
 }
+
+/// See [`CompiledInvariant::json_check`].
+pub type JsonCheck = fn(&Value, Option<&Value>) -> Option<bool>;
 
 /// Where a constraint is evaluated.
 pub struct InvariantContext<'a> {

@@ -20,9 +20,12 @@ mod walker;
 
 pub use checks::{nhs_number_valid, ods_code_valid, pattern_matches};
 pub use fhirpath_invariants::FhirPathInvariants;
-pub use invariant::{CompiledInvariant, InvariantContext, InvariantEngine, InvariantResult};
+pub use invariant::{
+    CompiledInvariant, InvariantContext, InvariantEngine, InvariantResult, JsonCheck,
+};
 
 use crate::conformance::Conformance;
+use crate::fhirpath::JsonMember;
 use crate::outcome::{Issue, OperationOutcome};
 use primitives::PrimitiveRules;
 use registry::Registry;
@@ -179,7 +182,7 @@ impl Validator {
         let mut walk = walker::Walk::new(self, resource);
         walk.path.push_str(
             resource
-                .get("resourceType")
+                .member("resourceType")
                 .and_then(Value::as_str)
                 .unwrap_or("Resource"),
         );
@@ -194,7 +197,7 @@ impl Validator {
 
     /// True when `v` validates against `profile` without errors (used by profile discriminators).
     pub(crate) fn conforms(&self, v: &Value, profile: &str) -> bool {
-        if v.get("resourceType").is_some() {
+        if v.member("resourceType").is_some() {
             return !self.validate(v, Some(profile)).has_errors();
         }
         let Ok(p) = self.registry.profile(profile) else {

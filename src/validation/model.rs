@@ -5,7 +5,7 @@
 //! Must not: resolve other profiles eagerly (types are resolved lazily through `TypeRef::resolved`)
 //! or validate instances.
 
-use super::invariant::CompiledInvariant;
+use super::invariant::{CompiledInvariant, JsonCheck};
 use super::primitives::Primitive;
 use crate::outcome::Severity;
 use crate::terminology::Expansion;
@@ -79,6 +79,8 @@ pub struct ConstraintDef {
     pub severity: Severity,
     pub human: String,
     pub compiled: Result<Arc<dyn CompiledInvariant>, String>,
+    /// The engine's JSON-only form of `compiled` (ele-1, ext-1…), called without a context.
+    pub json_check: Option<JsonCheck>,
     /// On a choice element: the datatype this constraint belongs to (it is skipped for
     /// values of the other types).
     pub for_type: Option<String>,
@@ -147,6 +149,8 @@ pub struct ElementDef {
     pub child_names: Vec<(String, usize)>,
     /// Positions in `children` of choice (`[x]`) children.
     pub choice_children: Vec<usize>,
+    /// Positions in `children` of children that are required (min > 0) or have a required slice.
+    pub required_children: Vec<usize>,
     pub slicing: Option<SlicingDef>,
     pub slices: Vec<usize>,
     pub slice_name: Option<String>,
@@ -230,16 +234,29 @@ pub(crate) fn index_children(elements: &mut [ElementDef]) {
     for i in 0..elements.len() {
         let mut names = Vec::new();
         let mut choices = Vec::new();
+        let mut required = Vec::new();
         for (pos, &k) in elements[i].children.iter().enumerate() {
             match elements[k].choice_base {
                 Some(_) => choices.push(pos),
                 None => names.push((elements[k].name.clone(), pos)),
             }
+            if elements[k].min > 0 || elements[k].slices.iter().any(|&s| elements[s].min > 0) {
+                required.push(pos);
+            }
         }
-        names.sort();
+        names.sort_by(|a, b| name_order(&a.0, &b.0));
         elements[i].child_names = names;
         elements[i].choice_children = choices;
+        elements[i].required_children = required;
     }
+}
+
+/// The order of `child_names`: by length, then bytes (most comparisons end at the length).
+#[inline]
+pub(crate) fn name_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len()
+        .cmp(&b.len())
+        .then_with(|| a.as_bytes().cmp(b.as_bytes()))
 }
 
 /// Resolves `contentReference` (`#Questionnaire.item`) to an element index.

@@ -205,9 +205,17 @@ impl PrimitiveRules {
                 if s.len() > 1_048_576 {
                     return Err(PrimitiveError::Format("string longer than 1 MB".into()));
                 }
-                if s.chars()
-                    .any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t'))
-                {
+                // Printable ASCII (the usual case) is checked in wide chunks; other text char by char.
+                let control = if printable_ascii(s) {
+                    false
+                } else if s.is_ascii() {
+                    s.bytes()
+                        .any(|b| (b < 0x20 || b == 0x7f) && !matches!(b, b'\r' | b'\n' | b'\t'))
+                } else {
+                    s.chars()
+                        .any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t'))
+                };
+                if control {
                     return Err(PrimitiveError::Format(
                         "string contains control characters".into(),
                     ));
@@ -215,7 +223,15 @@ impl PrimitiveRules {
                 Ok(())
             }
             Primitive::Uri | Primitive::Url | Primitive::Canonical => {
-                if s.chars().any(char::is_whitespace) {
+                let ws = if printable_ascii(s) {
+                    s.as_bytes().contains(&b' ')
+                } else if s.is_ascii() {
+                    // char::is_whitespace on ASCII: \t \n \x0b \x0c \r and space
+                    s.bytes().any(|b| matches!(b, b'\t'..=b'\r' | b' '))
+                } else {
+                    s.chars().any(char::is_whitespace)
+                };
+                if ws {
                     bad(p.name())
                 } else {
                     Ok(())
@@ -244,6 +260,19 @@ impl PrimitiveRules {
                 }
             }
             Primitive::Time => check(&self.time, s, "time (hh:mm:ss)"),
+            Primitive::Code if printable_ascii(s) && !s.as_bytes().contains(&b' ') => Ok(()),
+            Primitive::Code if s.is_ascii() => {
+                // `[^\s]+(\s[^\s]+)*` on ASCII: no leading, trailing or doubled whitespace.
+                let b = s.as_bytes();
+                let ws = |c: u8| matches!(c, b'\t'..=b'\r' | b' ');
+                let ok =
+                    !ws(b[0]) && !ws(b[b.len() - 1]) && !b.windows(2).any(|w| ws(w[0]) && ws(w[1]));
+                if ok {
+                    Ok(())
+                } else {
+                    bad("code (no leading/trailing or double whitespace)")
+                }
+            }
             Primitive::Code => check(
                 &self.code,
                 s,
@@ -256,6 +285,14 @@ impl PrimitiveRules {
             _ => Ok(()),
         }
     }
+}
+
+/// Every byte is printable ASCII (0x20..0x7e); written without early exit so it vectorises.
+fn printable_ascii(s: &str) -> bool {
+    s.as_bytes().chunks(32).all(|c| {
+        c.iter()
+            .fold(true, |ok, &b| ok & (b.wrapping_sub(0x20) < 0x5f))
+    })
 }
 
 fn check(re: &Regex, s: &str, what: &str) -> Result<(), PrimitiveError> {
@@ -317,5 +354,50 @@ mod tests {
             )
             .is_ok());
         assert!(r.check(Primitive::Oid, &json!("urn:oid:1.2.3")).is_ok());
+    }
+
+    #[test]
+    fn ascii_fast_paths_agree_with_the_regexes() {
+        let r = PrimitiveRules::new();
+        let samples = [
+            "a",
+            "a b",
+            " a",
+            "a ",
+            "a  b",
+            "a\tb",
+            "a\t\tb",
+            "a\nb",
+            "\u{b}x",
+            "x\u{c}",
+            "a\rb",
+            "ab\u{1f}",
+            "é",
+            "a\u{a0}b",
+            "a\u{2003}b",
+            "\u{7f}",
+            "http://x/y z",
+            "urn:uuid:1",
+        ];
+        for s in samples {
+            for p in [
+                Primitive::Code,
+                Primitive::Uri,
+                Primitive::String,
+                Primitive::Markdown,
+            ] {
+                let re_ok = match p {
+                    Primitive::Code => r.code.is_match(s),
+                    Primitive::Uri => !s.chars().any(char::is_whitespace),
+                    _ => {
+                        !s.trim().is_empty()
+                            && !s
+                                .chars()
+                                .any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t'))
+                    }
+                };
+                assert_eq!(r.check(p, &json!(s)).is_ok(), re_ok, "{p:?} {s:?}");
+            }
+        }
     }
 }

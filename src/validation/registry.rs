@@ -311,6 +311,7 @@ impl Registry {
                 };
                 let for_type = self.constraint_owner_type(e, &key);
                 Some(ConstraintDef {
+                    json_check: compiled.as_ref().ok().and_then(|c| c.json_check()),
                     not_evaluated,
                     note_id,
                     severity: match c.get("severity").and_then(Value::as_str) {
@@ -366,6 +367,7 @@ impl Registry {
             children: Vec::new(),
             child_names: Vec::new(),
             choice_children: Vec::new(),
+            required_children: Vec::new(),
             slicing,
             slices: Vec::new(),
             slice_name: e

@@ -6,6 +6,7 @@
 
 use super::model::CompiledProfile;
 use super::walker::Walk;
+use crate::fhirpath::JsonMember;
 use crate::outcome::{IssueType, Severity};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ impl<'a> Walk<'a> {
             self.error(IssueType::Structure, "A resource must be a JSON object");
             return;
         };
-        let Some(rt) = obj.get("resourceType").and_then(Value::as_str) else {
+        let Some(rt) = obj.member("resourceType").and_then(Value::as_str) else {
             self.error(
                 IssueType::Structure,
                 "Missing resourceType: every resource must name its type",
@@ -81,8 +82,8 @@ impl<'a> Walk<'a> {
         }
         let mut out = Vec::new();
         let metas = obj
-            .get("meta")
-            .and_then(|m| m.get("profile"))
+            .member("meta")
+            .and_then(|m| m.member("profile"))
             .and_then(Value::as_array);
         for url in metas.into_iter().flatten().filter_map(Value::as_str) {
             match reg.profile(url) {

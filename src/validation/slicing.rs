@@ -8,6 +8,7 @@
 use super::checks::pattern_matches;
 use super::model::{CompiledProfile, DiscriminatorKind, SliceTest, SlicingRules};
 use super::walker::{push_index, Walk};
+use crate::fhirpath::JsonMember;
 use crate::outcome::IssueType;
 use serde_json::Value;
 
@@ -123,7 +124,7 @@ impl<'a> Walk<'a> {
             let mut next = Vec::new();
             for v in values {
                 if seg == "resolve()" {
-                    if let Some(r) = v.get("reference").and_then(Value::as_str) {
+                    if let Some(r) = v.member("reference").and_then(Value::as_str) {
                         if let Some(target) = self.resolve_local(r) {
                             next.push(target);
                         }
@@ -135,12 +136,12 @@ impl<'a> Walk<'a> {
                     .and_then(|s| s.strip_suffix("')"))
                 {
                     for e in v
-                        .get("extension")
+                        .member("extension")
                         .and_then(Value::as_array)
                         .into_iter()
                         .flatten()
                     {
-                        if e.get("url").and_then(Value::as_str) == Some(url) {
+                        if e.member("url").and_then(Value::as_str) == Some(url) {
                             next.push(e);
                         }
                     }
@@ -168,7 +169,7 @@ impl<'a> Walk<'a> {
                 None => true,
             },
             DiscriminatorKind::Type => values.iter().any(|v| {
-                let rt = v.get("resourceType").and_then(Value::as_str);
+                let rt = v.member("resourceType").and_then(Value::as_str);
                 t.types.is_empty() || t.types.iter().any(|ty| Some(ty.as_str()) == rt)
             }),
             DiscriminatorKind::Profile => values
@@ -182,20 +183,20 @@ impl<'a> Walk<'a> {
         if let Some(id) = r.strip_prefix('#') {
             return self
                 .root
-                .get("contained")
+                .member("contained")
                 .and_then(Value::as_array)?
                 .iter()
-                .find(|c| c.get("id").and_then(Value::as_str) == Some(id));
+                .find(|c| c.member("id").and_then(Value::as_str) == Some(id));
         }
-        let entries = self.bundle?.get("entry").and_then(Value::as_array)?;
+        let entries = self.bundle?.member("entry").and_then(Value::as_array)?;
         entries
             .iter()
             .find(|e| {
-                e.get("fullUrl").and_then(Value::as_str) == Some(r)
-                    || e.get("resource").is_some_and(|res| {
+                e.member("fullUrl").and_then(Value::as_str) == Some(r)
+                    || e.member("resource").is_some_and(|res| {
                         let (Some(t), Some(id)) = (
-                            res.get("resourceType").and_then(Value::as_str),
-                            res.get("id").and_then(Value::as_str),
+                            res.member("resourceType").and_then(Value::as_str),
+                            res.member("id").and_then(Value::as_str),
                         ) else {
                             return false;
                         };
@@ -205,6 +206,6 @@ impl<'a> Walk<'a> {
                             && r.as_bytes()[t.len()] == b'/'
                     })
             })
-            .and_then(|e| e.get("resource"))
+            .and_then(|e| e.member("resource"))
     }
 }

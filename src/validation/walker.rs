@@ -8,6 +8,7 @@
 use super::model::{CompiledProfile, ElementDef, SpecialType, TypeRef};
 use super::primitives::PrimitiveError;
 use super::Validator;
+use crate::fhirpath::JsonMember;
 use crate::outcome::{Issue, IssueType, Severity};
 use serde_json::{Map, Value};
 
@@ -99,7 +100,7 @@ impl<'a> Walk<'a> {
             let kids_el = &prof.elements[kids_owner];
             let found = match kids_el
                 .child_names
-                .binary_search_by(|(n, _)| n.as_str().cmp(name))
+                .binary_search_by(|(n, _)| super::model::name_order(n, name))
             {
                 Ok(i) => {
                     let pos = kids_el.child_names[i].1;
@@ -141,8 +142,8 @@ impl<'a> Walk<'a> {
             seen[pos] |= 2;
             self.path.truncate(base_len);
         }
-        for (pos, &k) in kids.iter().enumerate() {
-            let el = &prof.elements[k];
+        for &pos in &prof.elements[kids_owner].required_children {
+            let el = &prof.elements[kids[pos]];
             if seen[pos] & 2 != 0 {
                 continue;
             }
@@ -563,7 +564,7 @@ impl<'a> Walk<'a> {
 
     /// An extension checked against the definition named by its `url`.
     fn extension(&mut self, v: &'a Value, obj: &'a Map<String, Value>, modifier: bool) {
-        let url = obj.get("url").and_then(Value::as_str).unwrap_or("");
+        let url = obj.member("url").and_then(Value::as_str).unwrap_or("");
         let known = if url.is_empty() {
             Err(String::from("no url"))
         } else {
@@ -597,6 +598,12 @@ impl<'a> Walk<'a> {
 }
 
 pub(crate) fn push_index(path: &mut String, i: usize) {
-    use std::fmt::Write;
-    let _ = write!(path, "[{i}]");
+    path.push('[');
+    if i < 10 {
+        path.push(char::from(b'0' + i as u8));
+    } else {
+        use std::fmt::Write;
+        let _ = write!(path, "{i}");
+    }
+    path.push(']');
 }
