@@ -142,11 +142,11 @@ async fn three_instances_survive_a_sigkill_exactly_once() {
     // Start one first so migrations run once, then the others.
     instances[0].spawn();
     wait_live(&client, &instances[0].addr).await;
-    for i in 1..3 {
-        instances[i].spawn();
+    for instance in &mut instances[1..] {
+        instance.spawn();
     }
-    for i in 1..3 {
-        wait_live(&client, &instances[i].addr).await;
+    for instance in &instances[1..] {
+        wait_live(&client, &instance.addr).await;
     }
     let addrs: Vec<String> = instances.iter().map(|i| i.addr.clone()).collect();
 

@@ -52,7 +52,6 @@ async fn refer(h: &Harness, file: &str, placer: &str) -> String {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     answer
         .header("x-spbridge-task")
-        .or_else(|| None)
         .map(|t| t.trim_start_matches("Task/").to_string())
         .unwrap_or_else(|| {
             answer.body["entry"]

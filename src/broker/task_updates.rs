@@ -234,9 +234,27 @@ impl TaskUpdateConsumer {
         let props = delivery.properties.clone();
         let routing_key = delivery.routing_key.to_string();
         let message_id = props.message_id().as_ref().map(|m| m.to_string());
-        let settle = self
-            .settle(&routing_key, message_id.as_deref(), &props, &delivery.data)
-            .await;
+        let span = crate::telemetry::spans::amqp_process(
+            &self.topology.task_updates_queue(),
+            message_id.as_deref(),
+            props.headers().as_ref(),
+        );
+        let settle = {
+            use tracing::Instrument;
+            self.settle(&routing_key, message_id.as_deref(), &props, &delivery.data)
+                .instrument(span.clone())
+                .await
+        };
+        let outcome = match &settle {
+            Settle::Applied(v) if v.get("resourceType").and_then(Value::as_str) == Some("Task") => {
+                "applied"
+            }
+            Settle::Applied(_) => "duplicate",
+            Settle::DeadLetter { .. } => "dead_lettered",
+            Settle::Retry(_) => "rejected",
+        };
+        crate::telemetry::spans::record_process_outcome(&span, outcome);
+        crate::telemetry::metrics::task_update("amqp", outcome);
         match &settle {
             Settle::Retry(why) => {
                 tracing::warn!(reason = %why, "task update requeued");
@@ -307,7 +325,10 @@ impl TaskUpdateConsumer {
                 .as_ref()
                 .map(|c| c.to_string())
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-            traceparent: header_string(props, "traceparent"),
+            // The process span's context when traces are exported, else the provider's.
+            traceparent: crate::telemetry::propagation::current_traceparent()
+                .map(|(tp, _)| tp)
+                .or_else(|| header_string(props, "traceparent")),
             tracestate: header_string(props, "tracestate"),
             base_url: self.base_url.clone(),
         };

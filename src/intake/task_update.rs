@@ -121,7 +121,16 @@ async fn apply(
         tracestate: request.tracestate.clone(),
         base_url: request.base_url.clone(),
     };
-    match intake.workflow.apply(&update).await {
+    let result = intake.workflow.apply(&update).await;
+    crate::telemetry::metrics::task_update(
+        "http",
+        match &result {
+            Ok(UpdateOutcome::Applied(_)) => "applied",
+            Ok(UpdateOutcome::Duplicate { .. }) => "duplicate",
+            Err(_) => "rejected",
+        },
+    );
+    match result {
         Ok(UpdateOutcome::Applied(applied)) => resource_answer(
             request,
             StatusCode::OK,

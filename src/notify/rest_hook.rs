@@ -99,6 +99,9 @@ impl Notifier {
                 }
             };
             let busy = !claimed.is_empty();
+            if let Ok(n) = self.store.notifications_pending().await {
+                crate::telemetry::metrics::set_notifications_pending(u64::try_from(n).unwrap_or(0));
+            }
             futures_util::future::join_all(claimed.into_iter().map(|n| self.handle(n))).await;
             if busy {
                 continue;
@@ -115,6 +118,7 @@ impl Notifier {
         let n = &pending.notification;
         let result = match self.attempt(&pending).await {
             Ok(Attempt::Delivered) => {
+                crate::telemetry::metrics::notification_delivered();
                 tracing::info!(subscription = %n.subscription_id, resource = %format!("{}/{}", n.resource_type, n.resource_id),
                     version = n.version_id, correlation_id = n.correlation_id.as_deref().unwrap_or(""), "notification delivered");
                 self.store
@@ -136,6 +140,7 @@ impl Notifier {
 
     async fn failed(&self, pending: &PendingNotification, reason: &str) -> Result<(), StoreError> {
         let n = &pending.notification;
+        crate::telemetry::metrics::notification_failed();
         let attempts = pending.attempts + 1;
         tracing::warn!(subscription = %n.subscription_id, attempts, reason, "notification delivery failed");
         if attempts >= i64::from(self.config.max_attempts.max(1)) {
@@ -249,15 +254,38 @@ impl Notifier {
             Err(err) => return Ok(Attempt::Failed(format!("cannot build the request: {err}"))),
         };
         let timeout = Duration::from_millis(self.config.timeout_ms.max(100));
-        Ok(
-            match tokio::time::timeout(timeout, self.client.request(request)).await {
-                Err(_) => Attempt::Failed(format!("no answer within {} ms", timeout.as_millis())),
-                Ok(Err(err)) => Attempt::Failed(format!("connection failed: {err}")),
-                Ok(Ok(response)) if response.status().is_success() => Attempt::Delivered,
-                Ok(Ok(response)) => {
+        let port = request
+            .uri()
+            .port_u16()
+            .unwrap_or(match request.uri().scheme_str() {
+                Some("https") => 443,
+                _ => 80,
+            });
+        let host = request.uri().host().unwrap_or("").to_string();
+        let method = if with_payload { "PUT" } else { "POST" };
+        let span = crate::telemetry::spans::http_client(method, &host, port);
+        if let Some(tp) = &n.traceparent {
+            crate::telemetry::propagation::set_remote_parent(&span, tp, n.tracestate.as_deref());
+        }
+        let mut request = request;
+        crate::telemetry::propagation::inject_http(request.headers_mut(), &span);
+        let answer = {
+            use tracing::Instrument;
+            tokio::time::timeout(timeout, self.client.request(request))
+                .instrument(span.clone())
+                .await
+        };
+        Ok(match answer {
+            Err(_) => Attempt::Failed(format!("no answer within {} ms", timeout.as_millis())),
+            Ok(Err(err)) => Attempt::Failed(format!("connection failed: {err}")),
+            Ok(Ok(response)) => {
+                crate::telemetry::spans::record_http_status(&span, response.status().as_u16());
+                if response.status().is_success() {
+                    Attempt::Delivered
+                } else {
                     Attempt::Failed(format!("endpoint answered {}", response.status()))
                 }
-            },
-        )
+            }
+        })
     }
 }
