@@ -56,8 +56,24 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // Traces are exported exactly as `spbridge serve` would: only when the standard OTEL_*
+    // variables ask for it. Compare a run with OTEL_EXPORTER_OTLP_ENDPOINT set to one
+    // without to see what exporting traces costs. Started outside the runtime, like `serve`.
+    let telemetry = spbridge::telemetry::init(&Default::default(), "warn").expect("telemetry");
+    println!(
+        "trace export: {}",
+        if telemetry.exporting() { "on" } else { "off" }
+    );
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(bench());
+    telemetry.shutdown();
+}
+
+async fn bench() {
     let args: Vec<String> = std::env::args().collect();
     let backend = args.get(1).cloned().unwrap_or_else(|| "sqlite".into());
     let total: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(2000);
