@@ -121,13 +121,24 @@ async fn publish_update(
     channel: &Channel,
     settings: &InboxSettings,
     update: &Value,
+    trace: Option<&FieldTable>,
 ) -> Result<String, InboxError> {
     let message_id = uuid::Uuid::new_v4().to_string();
-    let props = BasicProperties::default()
+    let mut props = BasicProperties::default()
         .with_delivery_mode(2)
         .with_content_type("application/fhir+json".into())
         .with_message_id(message_id.as_str().into())
         .with_app_id("spbridge-inbox".into());
+    // Continue the referral's trace: copy its W3C trace context onto the update.
+    if let Some(headers) = trace {
+        let mut out = FieldTable::default();
+        for name in ["traceparent", "tracestate"] {
+            if let Some(v) = headers.inner().get(name) {
+                out.insert(name.into(), v.clone());
+            }
+        }
+        props = props.with_headers(out);
+    }
     let confirm = channel
         .basic_publish(
             settings.updates_exchange().as_str().into(),
@@ -155,7 +166,7 @@ pub async fn send_update(settings: &InboxSettings, update: &Value) -> Result<Str
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    let sent = publish_update(&channel, settings, update).await;
+    let sent = publish_update(&channel, settings, update, None).await;
     let _ = connection.close(200, "done".into()).await;
     sent
 }
@@ -196,7 +207,8 @@ pub async fn run(
             Ok(summary) => {
                 show(&summary);
                 let update = TaskAction::Receive.task_update(&summary.task_id);
-                publish_update(&publish, settings, &update).await?;
+                let trace = delivery.properties.headers().as_ref();
+                publish_update(&publish, settings, &update, trace).await?;
                 delivery.ack(BasicAckOptions::default()).await?;
             }
             Err(err) => {
