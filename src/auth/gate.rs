@@ -143,6 +143,10 @@ impl AuthGate {
             Ok(form) => issuer.issue(&form).await,
             Err(err) => Err(err),
         };
+        crate::telemetry::metrics::token_request(match &result {
+            Ok(_) => "issued",
+            Err(error) => error.code(),
+        });
         match result {
             Ok(token) => {
                 if let Some(client) = issuer.clients.get(&token.client_id) {
