@@ -263,6 +263,11 @@ async fn pipeline(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max as u64) {
+        // Read (and discard) a moderately oversized body before answering, so the client is
+        // not cut off mid-upload and reliably sees the 413; anything larger is not read.
+        if declared.is_some_and(|len| len <= DRAIN_LIMIT as u64) {
+            let _ = Limited::new(body, DRAIN_LIMIT).collect().await;
+        }
         return too_large(max);
     }
     let bytes = match Limited::new(body, max).collect().await {
@@ -350,6 +355,9 @@ async fn pipeline(
     };
     shared.routes.handle(request).await
 }
+
+/// Oversized bodies up to this size are read and discarded before the 413 is sent.
+const DRAIN_LIMIT: usize = 8 * 1024 * 1024;
 
 fn too_large(max: usize) -> ApiResponse {
     ApiResponse::error(
