@@ -30,6 +30,20 @@ pub enum BrokerError {
     Store(#[from] crate::store::StoreError),
 }
 
+/// An AMQP long-string value, as headers and queue arguments carry text.
+pub(crate) fn long_text(value: &str) -> lapin::types::AMQPValue {
+    lapin::types::AMQPValue::LongString(lapin::types::LongString::from(value.as_bytes().to_vec()))
+}
+
+/// Open a connection, giving up after 10 seconds.
+pub(crate) async fn connect(url: &str) -> Result<lapin::Connection, BrokerError> {
+    let connecting = lapin::Connection::connect(url, lapin::ConnectionProperties::default());
+    tokio::time::timeout(std::time::Duration::from_secs(10), connecting)
+        .await
+        .map_err(|_| BrokerError::ConnectTimeout)?
+        .map_err(BrokerError::from)
+}
+
 /// A `ShortString` if the text fits (255 bytes), never panicking.
 pub(crate) fn short(text: &str) -> Option<ShortString> {
     ShortString::try_new(text).ok()

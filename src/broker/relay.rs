@@ -8,13 +8,13 @@
 //! Must not: build or change message bodies.
 
 use super::topology::{declare_topology, Topology};
-use super::{short, BrokerError};
+use super::{long_text, short, BrokerError};
 use crate::config::BrokerConfig;
 use crate::store::{OutboxRow, Store};
 use crate::telemetry::{metrics, propagation, spans};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -135,10 +135,7 @@ impl Relay {
     }
 
     async fn connect(&self) -> Result<(Connection, Channel), BrokerError> {
-        let connecting = Connection::connect(&self.config.url, ConnectionProperties::default());
-        let connection = tokio::time::timeout(Duration::from_secs(10), connecting)
-            .await
-            .map_err(|_| BrokerError::ConnectTimeout)??;
+        let connection = super::connect(&self.config.url).await?;
         let channel = connection.create_channel().await?;
         declare_topology(&channel, &self.topology).await?;
         channel
@@ -306,10 +303,6 @@ impl Relay {
     }
 }
 
-fn header_text(value: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(value.as_bytes().to_vec()))
-}
-
 /// The provider a confirmed referral message went to (its routing key `provider.<id>`).
 fn routed_provider(row: &OutboxRow) -> Option<&str> {
     let m = &row.message;
@@ -324,7 +317,7 @@ fn properties(row: &OutboxRow, span: &tracing::Span) -> BasicProperties {
     let m = &row.message;
     let mut headers = FieldTable::default();
     if let Some(profile) = &m.profile {
-        headers.insert("profile".into(), header_text(profile));
+        headers.insert("profile".into(), long_text(profile));
     }
     if !propagation::inject_span_amqp(&mut headers, span) {
         if let Some(tp) = &m.traceparent {

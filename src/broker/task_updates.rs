@@ -12,7 +12,7 @@
 //! Must not: decide Task rules (the workflow does) or publish outbox rows (the relay does).
 
 use super::topology::{declare_topology, Topology};
-use super::{short, BrokerError};
+use super::{long_text, short, BrokerError};
 use crate::config::BrokerConfig;
 use crate::outcome::{Issue, IssueType, OperationOutcome};
 use crate::workflow::{Caller, TaskUpdate, UpdateError, UpdateOutcome, Workflow};
@@ -23,7 +23,7 @@ use lapin::options::{
     ConfirmSelectOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel};
 use serde_json::{json, Value};
 use sha2::Digest;
 use std::sync::Arc;
@@ -136,10 +136,6 @@ fn focus_task(bundle: &Value) -> Option<Value> {
     })
 }
 
-fn text_header(value: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(value.as_bytes().to_vec()))
-}
-
 fn header_string(props: &BasicProperties, name: &str) -> Option<String> {
     match props.headers().as_ref()?.inner().get(name)? {
         AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
@@ -194,10 +190,7 @@ impl TaskUpdateConsumer {
     }
 
     async fn consume(&self, stopped: &mut watch::Receiver<bool>) -> Result<(), BrokerError> {
-        let connecting = Connection::connect(&self.config.url, ConnectionProperties::default());
-        let connection = tokio::time::timeout(Duration::from_secs(10), connecting)
-            .await
-            .map_err(|_| BrokerError::ConnectTimeout)??;
+        let connection = super::connect(&self.config.url).await?;
         let channel = connection.create_channel().await?;
         declare_topology(&channel, &self.topology).await?;
         channel
@@ -364,17 +357,17 @@ impl TaskUpdateConsumer {
     ) -> Result<(), BrokerError> {
         let props = &delivery.properties;
         let mut headers = FieldTable::default();
-        headers.insert("x-spbridge-error".into(), text_header(reason));
+        headers.insert("x-spbridge-error".into(), long_text(reason));
         headers.insert(
             "x-spbridge-source-queue".into(),
-            text_header(&self.topology.task_updates_queue()),
+            long_text(&self.topology.task_updates_queue()),
         );
         headers.insert(
             "x-original-routing-key".into(),
-            text_header(delivery.routing_key.as_str()),
+            long_text(delivery.routing_key.as_str()),
         );
         if let Some(id) = props.message_id() {
-            headers.insert("x-original-message-id".into(), text_header(id.as_str()));
+            headers.insert("x-original-message-id".into(), long_text(id.as_str()));
         }
         headers.insert(
             "x-original-body".into(),

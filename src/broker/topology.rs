@@ -8,9 +8,9 @@
 //! requester bound with `requester.<ODS>`, all dead-lettering to the dead-letter exchange.
 //! Must not: publish or consume.
 
-use super::BrokerError;
+use super::{long_text, BrokerError};
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::types::FieldTable;
 use lapin::{Channel, ExchangeKind};
 
 /// Names derived from the configured prefix.
@@ -102,15 +102,11 @@ fn durable_queue() -> QueueDeclareOptions {
     }
 }
 
-fn text(value: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(value.as_bytes().to_vec()))
-}
-
 fn quorum_args(dead_letter: Option<&str>) -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), text("quorum"));
+    args.insert("x-queue-type".into(), long_text("quorum"));
     if let Some(dlx) = dead_letter {
-        args.insert("x-dead-letter-exchange".into(), text(dlx));
+        args.insert("x-dead-letter-exchange".into(), long_text(dlx));
     }
     args
 }
@@ -146,7 +142,7 @@ pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<
     let notifications = topology.notifications_exchange();
     for exchange in [&referrals, &updates, &notifications] {
         let mut exchange_args = FieldTable::default();
-        exchange_args.insert("alternate-exchange".into(), text(&ae));
+        exchange_args.insert("alternate-exchange".into(), long_text(&ae));
         channel
             .exchange_declare(
                 exchange.as_str().into(),

@@ -30,17 +30,8 @@ impl ActiveSubscription {
 }
 
 fn same_tenant(subscription: &Value, task: &Value) -> bool {
-    let tags = |r: &Value| -> Vec<String> {
-        r.pointer("/meta/tag")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter(|t| t.get("system").and_then(Value::as_str) == Some(tenancy::TENANT_TAG_SYSTEM))
-            .filter_map(|t| t.get("code").and_then(Value::as_str).map(str::to_string))
-            .collect()
-    };
-    let mine = tags(subscription);
-    mine.is_empty() || tags(task).iter().any(|t| mine.contains(t))
+    let mine: Vec<&str> = tenancy::tags(subscription).collect();
+    mine.is_empty() || tenancy::tags(task).any(|t| mine.contains(&t))
 }
 
 /// Why a Subscription is refused.
@@ -104,9 +95,7 @@ pub fn prepare(
         map.insert("status".into(), json!("active"));
         map.remove("error");
     }
-    if let Some(code) = tenancy::search_restriction(creator)
-        .and_then(|r| r.rsplit_once('|').map(|(_, c)| c.to_string()))
-    {
+    if let Some(code) = tenancy::restriction_code(creator) {
         tenancy::set_tags(&mut subscription, &[code]);
     }
     Ok(subscription)

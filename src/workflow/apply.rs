@@ -300,8 +300,7 @@ impl Workflow {
                     .ok_or_else(|| UpdateError::UnknownProvider(value.clone()))?;
                 let mut tags = vec![tenancy::provider_tag(&provider.id)];
                 tags.extend(
-                    tenancy::requesting_organisation(&current.resource)
-                        .map(|o| format!("requester:{o}")),
+                    tenancy::requesting_organisation(&current.resource).map(tenancy::requester_tag),
                 );
                 tenancy::set_tags(&mut merged.task, &tags);
                 Some(provider)

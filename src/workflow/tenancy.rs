@@ -24,31 +24,32 @@ pub fn provider_tag(provider_id: &str) -> String {
     format!("provider:{provider_id}")
 }
 
-/// The `_tag` search value a principal is limited to; `None` = no limit (auth off).
-/// An auditor (or any role without tenancy) gets a value that matches nothing.
-pub fn search_restriction(principal: Option<&Principal>) -> Option<String> {
+/// The tenancy tag code a principal is limited to; `None` = no limit (auth off).
+/// An auditor (or any role without tenancy) gets a code that matches nothing.
+pub fn restriction_code(principal: Option<&Principal>) -> Option<String> {
     let principal = principal?;
-    let code = match principal.role {
+    Some(match principal.role {
         Role::Requester => requester_tag(&principal.organisation),
         Role::Provider => provider_tag(principal.provider_id.as_deref().unwrap_or("-")),
         Role::Auditor => "auditor:none".into(),
-    };
-    Some(format!("{TENANT_TAG_SYSTEM}|{code}"))
+    })
+}
+
+/// The `_tag` search value a principal is limited to; `None` = no limit (auth off).
+pub fn search_restriction(principal: Option<&Principal>) -> Option<String> {
+    restriction_code(principal).map(|code| format!("{TENANT_TAG_SYSTEM}|{code}"))
 }
 
 /// Whether `principal` may see `resource` (always, when auth is off).
 pub fn visible(principal: Option<&Principal>, resource: &Value) -> bool {
-    let Some(restriction) = search_restriction(principal) else {
-        return true;
-    };
-    let code = restriction
-        .rsplit_once('|')
-        .map(|(_, c)| c)
-        .unwrap_or_default();
-    tags(resource).any(|t| t == code)
+    match restriction_code(principal) {
+        None => true,
+        Some(code) => tags(resource).any(|t| t == code),
+    }
 }
 
-fn tags(resource: &Value) -> impl Iterator<Item = &str> {
+/// The tenancy tag codes of a resource.
+pub fn tags(resource: &Value) -> impl Iterator<Item = &str> {
     resource
         .pointer("/meta/tag")
         .and_then(Value::as_array)
