@@ -84,9 +84,7 @@ pub async fn run(
             postcode_districts: ["M13", "M14", "M15", "M16"].map(String::from).to_vec(),
         }];
     }
-    let broker =
-        lapin::Connection::connect(&config.broker.url, lapin::ConnectionProperties::default())
-            .await;
+    let broker = crate::broker::connect(&config.broker.url, &config.broker.tls_files()).await;
     if let Err(err) = &broker {
         println!("RabbitMQ is not reachable at the configured broker.url ({err}).");
         println!("Start it (e.g. `service rabbitmq-server start`, or `docker run -p 5672:5672 rabbitmq:4`).");
@@ -165,7 +163,7 @@ pub async fn run(
             &topology,
             &client,
             &hook,
-            &config.broker.url,
+            &config.broker,
         )
         .await;
         running.shutdown().await;

@@ -43,6 +43,8 @@ pub enum ServiceError {
     Auth(#[from] AuthError),
     #[error("provider directory {path}: {reason}")]
     Directory { path: String, reason: String },
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
 }
 
 /// A running service.
@@ -102,6 +104,8 @@ pub async fn start(
     validator: Arc<dyn ReferralValidator>,
 ) -> Result<Running, ServiceError> {
     crate::telemetry::metrics::install();
+    // A wrong broker TLS file stops start-up here, not every reconnect later.
+    config.broker.tls_files().load()?;
     let store = Store::connect(&config.store).await?;
     let directory = match &config.routing.directory {
         Some(dir) => load_directory(dir)?,

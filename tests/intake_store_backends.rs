@@ -211,3 +211,71 @@ async fn store_suite_sqlite() {
 async fn store_suite_postgres() {
     suite(Db::Postgres).await;
 }
+
+/// PostgreSQL over TLS, configured in the store URL as libpq does (`sslmode`, `sslrootcert`):
+/// with the server's CA the store connects and its connections are encrypted (checked in
+/// `pg_stat_ssl`); with another CA it refuses to connect. Needs a server with `ssl = on` and
+/// its certificate's CA in `SPBRIDGE_TEST_POSTGRES_CA` (default: Debian's snakeoil
+/// certificate, which Debian's PostgreSQL serves); says so and returns when the server has
+/// TLS off.
+#[tokio::test]
+async fn postgres_over_tls_verifies_the_server_certificate() {
+    use sqlx::Connection;
+    let plain = common::postgres_url();
+    let mut admin = sqlx::PgConnection::connect(&plain).await.unwrap();
+    let ssl: String = sqlx::query_scalar("SHOW ssl")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    if ssl != "on" {
+        eprintln!("skipped: the test PostgreSQL server has ssl = off");
+        return;
+    }
+    let ca = std::env::var("SPBRIDGE_TEST_POSTGRES_CA")
+        .unwrap_or_else(|_| "/etc/ssl/certs/ssl-cert-snakeoil.pem".into());
+    // The snakeoil certificate names `localhost`: verify the name too.
+    let base = plain.replace("127.0.0.1", "localhost");
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let app = format!(
+        "spbt-tls-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let (mut config, schema, _dir) = test_config(Db::Postgres, common::DEAD_AMQP_URL);
+    config.store.url =
+        format!("{base}{sep}sslmode=verify-full&sslrootcert={ca}&application_name={app}");
+    let store = Store::connect(&config.store)
+        .await
+        .expect("TLS store connects");
+    store.ping().await.unwrap();
+    let encrypted: Vec<bool> = sqlx::query_scalar(
+        "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = $1",
+    )
+    .bind(&app)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!encrypted.is_empty(), "the store's connections are listed");
+    assert!(
+        encrypted.iter().all(|s| *s),
+        "every store connection is TLS"
+    );
+    store.close().await;
+
+    // A CA that did not sign the server's certificate: no connection.
+    let other = tempfile::tempdir().unwrap();
+    let other_ca = other.path().join("other-ca.pem");
+    std::fs::write(
+        &other_ca,
+        common::auth_kit::TestCa::new("not the server's CA").cert_pem,
+    )
+    .unwrap();
+    config.store.url = format!(
+        "{base}{sep}sslmode=verify-full&sslrootcert={}",
+        other_ca.display()
+    );
+    assert!(Store::connect(&config.store).await.is_err());
+    if let Some(schema) = schema {
+        drop_schema(&schema).await;
+    }
+}

@@ -99,6 +99,7 @@ async fn refer(h: &Harness, placer: &str) -> String {
 fn settings(h: &Harness, provider: &str) -> InboxSettings {
     InboxSettings {
         amqp_url: common::amqp_url(),
+        tls: Default::default(),
         prefix: h.prefix.clone(),
         provider_id: provider.into(),
     }

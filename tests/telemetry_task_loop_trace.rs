@@ -73,7 +73,7 @@ fn provider_update_and_notification_join_the_referral_trace() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let mut task_id = String::new();
-        let settings = InboxSettings { amqp_url: common::amqp_url(), prefix: h.prefix.clone(), provider_id: "8kx42".into() };
+        let settings = InboxSettings { amqp_url: common::amqp_url(), tls: Default::default(), prefix: h.prefix.clone(), provider_id: "8kx42".into() };
         // Peek at the referral's trace context as the provider received it.
         let depth_ok = h.depth(&h.queue("8kx42")).await;
         assert!(depth_ok.is_some());

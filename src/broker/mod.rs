@@ -9,10 +9,12 @@
 
 mod relay;
 mod task_updates;
+mod tls;
 mod topology;
 
 pub use relay::{Relay, RelayHandle};
 pub use task_updates::{ConsumerHandle, TaskUpdateConsumer};
+pub use tls::{connect, BrokerTlsFiles};
 pub use topology::{declare_topology, Topology};
 
 use lapin::types::ShortString;
@@ -26,6 +28,8 @@ pub enum BrokerError {
     Disconnected,
     #[error("timed out connecting to the broker")]
     ConnectTimeout,
+    #[error("broker TLS settings: {0}")]
+    Tls(String),
     #[error("store error during relay: {0}")]
     Store(#[from] crate::store::StoreError),
 }
@@ -33,15 +37,6 @@ pub enum BrokerError {
 /// An AMQP long-string value, as headers and queue arguments carry text.
 pub(crate) fn long_text(value: &str) -> lapin::types::AMQPValue {
     lapin::types::AMQPValue::LongString(lapin::types::LongString::from(value.as_bytes().to_vec()))
-}
-
-/// Open a connection, giving up after 10 seconds.
-pub(crate) async fn connect(url: &str) -> Result<lapin::Connection, BrokerError> {
-    let connecting = lapin::Connection::connect(url, lapin::ConnectionProperties::default());
-    tokio::time::timeout(std::time::Duration::from_secs(10), connecting)
-        .await
-        .map_err(|_| BrokerError::ConnectTimeout)?
-        .map_err(BrokerError::from)
 }
 
 /// A `ShortString` if the text fits (255 bytes), never panicking.

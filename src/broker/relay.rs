@@ -135,7 +135,7 @@ impl Relay {
     }
 
     async fn connect(&self) -> Result<(Connection, Channel), BrokerError> {
-        let connection = super::connect(&self.config.url).await?;
+        let connection = super::connect(&self.config.url, &self.config.tls_files()).await?;
         let channel = connection.create_channel().await?;
         declare_topology(&channel, &self.topology).await?;
         channel

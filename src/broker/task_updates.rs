@@ -190,7 +190,7 @@ impl TaskUpdateConsumer {
     }
 
     async fn consume(&self, stopped: &mut watch::Receiver<bool>) -> Result<(), BrokerError> {
-        let connection = super::connect(&self.config.url).await?;
+        let connection = super::connect(&self.config.url, &self.config.tls_files()).await?;
         let channel = connection.create_channel().await?;
         declare_topology(&channel, &self.topology).await?;
         channel

@@ -21,6 +21,15 @@ pub struct ProviderArgs {
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub amqp_url: String,
+    /// For `amqps://`: PEM bundle of the CA that signs the broker's certificate.
+    #[arg(long, env = "SPBRIDGE_BROKER__CA_FILE")]
+    pub amqp_ca: Option<std::path::PathBuf>,
+    /// For mutual TLS to the broker: your client certificate chain (PEM).
+    #[arg(long, env = "SPBRIDGE_BROKER__CLIENT_CERT", requires = "amqp_key")]
+    pub amqp_cert: Option<std::path::PathBuf>,
+    /// For mutual TLS to the broker: your client certificate's private key (PEM).
+    #[arg(long, env = "SPBRIDGE_BROKER__CLIENT_KEY", requires = "amqp_cert")]
+    pub amqp_key: Option<std::path::PathBuf>,
     /// spbridge's `broker.prefix`.
     #[arg(long, env = "SPBRIDGE_BROKER__PREFIX", default_value = "spbridge")]
     pub prefix: String,
@@ -30,6 +39,11 @@ impl ProviderArgs {
     fn settings(&self) -> InboxSettings {
         InboxSettings {
             amqp_url: self.amqp_url.clone(),
+            tls: spbridge::broker::BrokerTlsFiles {
+                ca_file: self.amqp_ca.clone(),
+                client_cert: self.amqp_cert.clone(),
+                client_key: self.amqp_key.clone(),
+            },
             prefix: self.prefix.clone(),
             provider_id: self.provider.clone(),
         }

@@ -101,8 +101,15 @@ impl Default for StoreConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BrokerConfig {
-    /// AMQP URI.
+    /// AMQP URI; `amqps://` for TLS (the server name checked is the URI's host).
     pub url: String,
+    /// `amqps://` only: PEM bundle of the CA(s) that sign the broker's certificate, trusted
+    /// besides the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// `amqps://` only: client certificate chain (PEM) for mutual TLS to the broker.
+    pub client_cert: Option<PathBuf>,
+    /// `amqps://` only: the client certificate's private key (PEM).
+    pub client_key: Option<PathBuf>,
     /// Prefix of every exchange and queue name (`<prefix>.referrals`, `<prefix>.provider.<id>`).
     pub prefix: String,
     /// Run the outbox relay in this process.
@@ -125,10 +132,24 @@ pub struct BrokerConfig {
     pub reconnect_max_ms: u64,
 }
 
+impl BrokerConfig {
+    /// The TLS files of the broker connection.
+    pub fn tls_files(&self) -> crate::broker::BrokerTlsFiles {
+        crate::broker::BrokerTlsFiles {
+            ca_file: self.ca_file.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+        }
+    }
+}
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
             prefix: "spbridge".into(),
             relay_enabled: true,
             batch_size: 256,

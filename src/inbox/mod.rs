@@ -18,9 +18,8 @@ use lapin::options::{
     ConfirmSelectOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection};
 use serde_json::{json, Value};
-use std::time::Duration;
 
 /// Inbox client failures.
 #[derive(Debug, thiserror::Error)]
@@ -29,8 +28,8 @@ pub enum InboxError {
     Amqp(#[from] lapin::Error),
     #[error("the broker did not confirm the task update")]
     NotConfirmed,
-    #[error("timed out connecting to the broker")]
-    ConnectTimeout,
+    #[error("connecting to the broker: {0}")]
+    Connect(#[from] crate::broker::BrokerError),
     #[error("the referral message is not usable: {0}")]
     BadReferral(String),
 }
@@ -39,6 +38,8 @@ pub enum InboxError {
 #[derive(Debug, Clone)]
 pub struct InboxSettings {
     pub amqp_url: String,
+    /// CA bundle and client certificate for `amqps://`.
+    pub tls: crate::broker::BrokerTlsFiles,
     /// Broker name prefix (`broker.prefix` of spbridge).
     pub prefix: String,
     pub provider_id: String,
@@ -109,11 +110,9 @@ impl TaskAction {
     }
 }
 
-async fn connect(url: &str) -> Result<Connection, InboxError> {
-    let connecting = Connection::connect(url, ConnectionProperties::default());
-    tokio::time::timeout(Duration::from_secs(10), connecting)
+async fn connect(settings: &InboxSettings) -> Result<Connection, InboxError> {
+    crate::broker::connect(&settings.amqp_url, &settings.tls)
         .await
-        .map_err(|_| InboxError::ConnectTimeout)?
         .map_err(InboxError::from)
 }
 
@@ -161,7 +160,7 @@ async fn publish_update(
 
 /// Publish one Task update (confirmed by the broker). Returns its message id.
 pub async fn send_update(settings: &InboxSettings, update: &Value) -> Result<String, InboxError> {
-    let connection = connect(&settings.amqp_url).await?;
+    let connection = connect(settings).await?;
     let channel = connection.create_channel().await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
@@ -179,7 +178,7 @@ pub async fn run(
     limit: Option<usize>,
     mut show: impl FnMut(&ReferralSummary),
 ) -> Result<usize, InboxError> {
-    let connection = connect(&settings.amqp_url).await?;
+    let connection = connect(settings).await?;
     let consume = connection.create_channel().await?;
     consume.basic_qos(8, BasicQosOptions::default()).await?;
     let publish = connection.create_channel().await?;

@@ -115,10 +115,11 @@ pub async fn task_loop(
     topology: &Topology,
     client: &HttpClient,
     hook: &Option<RestHook>,
-    amqp_url: &str,
+    broker: &crate::config::BrokerConfig,
 ) {
     let settings = InboxSettings {
-        amqp_url: amqp_url.to_string(),
+        amqp_url: broker.url.clone(),
+        tls: broker.tls_files(),
         prefix: topology.prefix.clone(),
         provider_id: LOOP_PROVIDER.into(),
     };
