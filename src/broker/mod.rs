@@ -13,7 +13,7 @@ mod tls;
 mod topology;
 
 pub use relay::{Relay, RelayHandle};
-pub use task_updates::{ConsumerHandle, TaskUpdateConsumer};
+pub use task_updates::{read_task_update, ConsumerHandle, TaskUpdateConsumer};
 pub use tls::{connect, BrokerTlsFiles};
 pub use topology::{declare_topology, Topology};
 

@@ -68,8 +68,9 @@ enum Settle {
     Retry(String),
 }
 
-/// A message read into an update, or why it cannot be.
-pub(crate) fn read_message(
+/// A task-update message (routing key `provider.<id>`, body a Task or a message Bundle
+/// focused on one) read into the provider id and the proposed Task, or why it cannot be.
+pub fn read_task_update(
     routing_key: &str,
     body: &[u8],
 ) -> Result<(String, Value), (String, OperationOutcome)> {
@@ -286,7 +287,7 @@ impl TaskUpdateConsumer {
         props: &BasicProperties,
         body: &[u8],
     ) -> Settle {
-        let (provider_id, task) = match read_message(routing_key, body) {
+        let (provider_id, task) = match read_task_update(routing_key, body) {
             Ok(found) => found,
             Err((reason, outcome)) => return Settle::DeadLetter { reason, outcome },
         };
@@ -437,22 +438,23 @@ mod tests {
     #[test]
     fn reads_a_task_and_a_message_bundle() {
         let task = json!({"resourceType": "Task", "id": "t1", "status": "accepted"});
-        let (provider, found) = read_message("provider.walk", task.to_string().as_bytes()).unwrap();
+        let (provider, found) =
+            read_task_update("provider.walk", task.to_string().as_bytes()).unwrap();
         assert_eq!(provider, "walk");
         assert_eq!(found["id"], "t1");
         let bundle = json!({"resourceType": "Bundle", "type": "message", "entry": [
             {"fullUrl": "urn:uuid:h", "resource": {"resourceType": "MessageHeader", "focus": [{"reference": "urn:uuid:t"}]}},
             {"fullUrl": "urn:uuid:t", "resource": task}]});
-        let (_, found) = read_message("provider.walk", bundle.to_string().as_bytes()).unwrap();
+        let (_, found) = read_task_update("provider.walk", bundle.to_string().as_bytes()).unwrap();
         assert_eq!(found["status"], "accepted");
     }
 
     #[test]
     fn refuses_bad_keys_and_bodies() {
-        assert!(read_message("walk", b"{}").is_err());
-        assert!(read_message("provider.walk", b"not json").is_err());
-        assert!(read_message("provider.walk", br#"{"resourceType":"Patient"}"#).is_err());
+        assert!(read_task_update("walk", b"{}").is_err());
+        assert!(read_task_update("provider.walk", b"not json").is_err());
+        assert!(read_task_update("provider.walk", br#"{"resourceType":"Patient"}"#).is_err());
         let no_focus = json!({"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "MessageHeader"}}]});
-        assert!(read_message("provider.walk", no_focus.to_string().as_bytes()).is_err());
+        assert!(read_task_update("provider.walk", no_focus.to_string().as_bytes()).is_err());
     }
 }
