@@ -34,6 +34,7 @@ pub mod broker;
 pub mod config;
 pub mod conformance;
 pub mod definitions;
+pub mod fhir_json;
 pub mod fhirpath;
 pub mod http;
 pub mod inbox;

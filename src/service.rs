@@ -154,6 +154,9 @@ pub async fn start(
         max_body_bytes: config.http.max_body_bytes,
         max_in_flight: config.http.max_in_flight,
         shutdown_grace: Duration::from_secs(config.http.shutdown_grace_secs),
+        header_read_timeout: Duration::from_millis(config.http.header_read_timeout_ms.max(1)),
+        body_read_timeout: Duration::from_millis(config.http.body_read_timeout_ms.max(1)),
+        max_connections: config.http.max_connections.max(1),
         metrics_refresh: Some(crate::telemetry::metrics::ServiceGauges::scrape(
             store.clone(),
             broker_connected.clone(),

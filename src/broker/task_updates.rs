@@ -89,10 +89,10 @@ pub fn read_task_update(
                 format!("routing key '{routing_key}' does not name a provider (provider.<id>)"),
             )
         })?;
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
+    let value: Value = crate::fhir_json::parse(body).map_err(|e| {
         refuse(
             IssueType::Structure,
-            format!("the message body is not JSON: {e}"),
+            format!("the message body is not valid FHIR JSON: {e}"),
         )
     })?;
     let task = match value.get("resourceType").and_then(Value::as_str) {

@@ -83,5 +83,6 @@ pub fn read_json(path: &Path) -> anyhow::Result<serde_json::Value> {
     } else {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
     };
-    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+    spbridge::fhir_json::parse(text.as_bytes())
+        .with_context(|| format!("{} is not valid FHIR JSON", path.display()))
 }

@@ -61,6 +61,14 @@ pub struct HttpConfig {
     pub max_in_flight: usize,
     /// Seconds to let in-flight requests finish on shutdown.
     pub shutdown_grace_secs: u64,
+    /// A connection must finish its TLS handshake, and each HTTP/1 request its headers
+    /// (also the wait for the next request on a kept-alive connection), within this many
+    /// milliseconds; otherwise it is closed (slow clients, slowloris).
+    pub header_read_timeout_ms: u64,
+    /// A request body must arrive within this many milliseconds; otherwise 408.
+    pub body_read_timeout_ms: u64,
+    /// Open connections at most; further connections are closed at once (and counted).
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -71,6 +79,9 @@ impl Default for HttpConfig {
             max_body_bytes: 1024 * 1024,
             max_in_flight: 512,
             shutdown_grace_secs: 10,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            max_connections: 10_000,
         }
     }
 }

@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
@@ -34,6 +34,12 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     pub max_in_flight: usize,
     pub shutdown_grace: Duration,
+    /// TLS handshake, and each HTTP/1 request's headers, must arrive within this.
+    pub header_read_timeout: Duration,
+    /// A request body must arrive within this (else 408).
+    pub body_read_timeout: Duration,
+    /// Open connections at most; more are closed on accept.
+    pub max_connections: usize,
     /// Gauges refreshed when `/metrics` is scraped (outbox backlog, broker state).
     pub metrics_refresh: Option<metrics::Scrape>,
 }
@@ -67,7 +73,18 @@ pub async fn serve<A: Acceptor>(
         settings,
         scheme,
     });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let connections = Arc::new(Semaphore::new(shared.settings.max_connections));
+    let handshake_timeout = shared.settings.header_read_timeout;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.settings.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -81,15 +98,36 @@ pub async fn serve<A: Acceptor>(
                         continue;
                     }
                 };
+                // Over the connection limit: close at once rather than queue without bound.
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    metrics::connection_refused("max_connections");
+                    drop(stream);
+                    continue;
+                };
                 let acceptor = acceptor.clone();
                 let shared = shared.clone();
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let io = match acceptor.accept(stream).await {
-                        Ok(io) => io,
-                        Err(err) => {
+                    let _permit = permit;
+                    // A client must start talking (ClientHello or request line) within the
+                    // header timeout; hyper's own timer only starts at the first byte.
+                    // (`readable()` may report ready with nothing to read: peek for a byte.)
+                    let mut first = [0u8; 1];
+                    let spoke = tokio::time::timeout(handshake_timeout, stream.peek(&mut first)).await;
+                    if !matches!(spoke, Ok(Ok(n)) if n > 0) {
+                        metrics::connection_refused("handshake_timeout");
+                        return;
+                    }
+                    let io = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(io)) => io,
+                        Ok(Err(err)) => {
                             tracing::debug!(error = %err, "connection handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            metrics::connection_refused("handshake_timeout");
+                            tracing::debug!("connection handshake timed out");
                             return;
                         }
                     };
@@ -270,10 +308,21 @@ async fn pipeline(
         }
         return too_large(max);
     }
-    let bytes = match Limited::new(body, max).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => return too_large(max),
+    let reading = Limited::new(body, max).collect();
+    let bytes = match tokio::time::timeout(shared.settings.body_read_timeout, reading).await {
         Err(_) => {
+            return ApiResponse::error(
+                StatusCode::REQUEST_TIMEOUT,
+                IssueType::Timeout,
+                format!(
+                    "the request body did not arrive within {} ms",
+                    shared.settings.body_read_timeout.as_millis()
+                ),
+            )
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => return too_large(max),
+        Ok(Err(_)) => {
             return ApiResponse::error(
                 StatusCode::BAD_REQUEST,
                 IssueType::Incomplete,
@@ -297,17 +346,13 @@ async fn pipeline(
                 "request bodies must be FHIR JSON (Content-Type: application/fhir+json)",
             );
         } else {
-            match serde_json::from_slice(&bytes) {
+            match crate::fhir_json::parse(&bytes) {
                 Ok(value) => body = Some(value),
                 Err(err) => {
                     return ApiResponse::error(
                         StatusCode::BAD_REQUEST,
                         IssueType::Structure,
-                        format!(
-                            "request body is not valid JSON (line {}, column {})",
-                            err.line(),
-                            err.column()
-                        ),
+                        format!("request body is not valid FHIR JSON: {err}"),
                     )
                 }
             }

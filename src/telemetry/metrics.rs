@@ -32,6 +32,7 @@ pub const NOTIFICATIONS_PENDING: &str = "spbridge_notifications_pending";
 pub const NOTIFICATIONS_DELIVERED: &str = "spbridge_notifications_delivered_total";
 pub const NOTIFICATIONS_FAILED: &str = "spbridge_notifications_failed_total";
 pub const TOKEN_REQUESTS: &str = "spbridge_token_requests_total";
+pub const CONNECTIONS_REFUSED: &str = "spbridge_http_connections_refused_total";
 
 /// Every metric name, for checks of dashboards and alert rules.
 pub const ALL: &[&str] = &[
@@ -49,6 +50,7 @@ pub const ALL: &[&str] = &[
     NOTIFICATIONS_DELIVERED,
     NOTIFICATIONS_FAILED,
     TOKEN_REQUESTS,
+    CONNECTIONS_REFUSED,
 ];
 
 /// The histograms among them (exposed as `_bucket`, `_sum`, `_count`).
@@ -142,6 +144,10 @@ fn describe() {
         "Notification delivery attempts that failed"
     );
     describe_counter!(TOKEN_REQUESTS, "Token endpoint requests, by outcome");
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections closed before any request: over max_connections or a handshake too slow"
+    );
 }
 
 /// The Prometheus text exposition of every metric recorded so far.
@@ -235,6 +241,12 @@ pub fn set_notifications_pending(n: u64) {
 /// One token endpoint request, by a fixed outcome word (e.g. `issued`, `invalid_client`).
 pub fn token_request(outcome: &'static str) {
     counter!(TOKEN_REQUESTS, "outcome" => outcome).increment(1);
+}
+
+/// A connection closed before serving a request, by reason (`max_connections`,
+/// `handshake_timeout`).
+pub fn connection_refused(reason: &'static str) {
+    counter!(CONNECTIONS_REFUSED, "reason" => reason).increment(1);
 }
 
 /// Gauges refreshed when `/metrics` is scraped.
