@@ -43,6 +43,9 @@ impl AuthGate {
             (&Method::GET, "/.well-known/smart-configuration") => {
                 return endpoints::smart_configuration(&self.auth)
             }
+            (&Method::GET, "/openapi.json") => {
+                return crate::intake::openapi_response(&request.base_url, true)
+            }
             (&Method::GET, "/metadata") => {
                 let mut answer = self.inner.handle(request).await;
                 if let Some(body) = answer.body.as_mut() {

@@ -11,8 +11,10 @@ use hyper::Method;
 /// Paths anyone may call: capability statement, probes, metrics, discovery documents and
 /// the token endpoint itself.
 pub fn is_public(method: &Method, path: &str) -> bool {
-    matches!(path, "/metadata" | "/livez" | "/readyz" | "/metrics")
-        || path.starts_with("/.well-known/")
+    matches!(
+        path,
+        "/metadata" | "/openapi.json" | "/livez" | "/readyz" | "/metrics"
+    ) || path.starts_with("/.well-known/")
         || (method == Method::POST && path == "/oauth2/token")
 }
 

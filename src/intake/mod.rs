@@ -15,6 +15,7 @@ mod create;
 mod dispatch;
 mod health;
 mod message;
+mod openapi;
 pub(crate) mod provider_message;
 mod read;
 mod respond;
@@ -31,6 +32,16 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 pub use capability::capability_statement;
+pub use openapi::document as openapi_document;
+
+/// `GET /openapi.json` (`secured`: the security layer is on, so its paths and the bearer
+/// scheme are described too).
+pub fn openapi_response(base_url: &str, secured: bool) -> crate::http::ApiResponse {
+    let mut answer =
+        crate::http::ApiResponse::json(hyper::StatusCode::OK, openapi::document(base_url, secured));
+    answer.content_type = Some("application/json");
+    answer
+}
 
 /// The validation seam. The validation module's validator implements this; the
 /// intake calls it once per resource it is about to store.
