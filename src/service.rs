@@ -175,6 +175,7 @@ pub async fn start(
         prefix: config.broker.prefix.clone(),
         provider_ids: router.provider_ids(),
         requester_queues: config.notify.requester_queues.clone(),
+        provider_queue_max_length: config.broker.provider_queue_max_length,
     };
     let relay = config
         .broker

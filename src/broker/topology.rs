@@ -10,7 +10,7 @@
 
 use super::{long_text, BrokerError};
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 
 /// Names derived from the configured prefix.
@@ -20,6 +20,10 @@ pub struct Topology {
     pub provider_ids: Vec<String>,
     /// ODS codes of requesters with a notification queue.
     pub requester_queues: Vec<String>,
+    /// Most messages a provider queue holds (`x-max-length` with `x-overflow:
+    /// reject-publish`): beyond it the broker nacks, the outbox row stays unsent and the
+    /// relay retries with backoff until the provider has read some. `None`: no limit.
+    pub provider_queue_max_length: Option<u32>,
 }
 
 impl Topology {
@@ -152,29 +156,40 @@ pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<
             )
             .await?;
     }
-    let mut bindings: Vec<(String, &String, String)> = Vec::new();
+    let mut bindings: Vec<(String, &String, String, FieldTable)> = Vec::new();
     for provider in &topology.provider_ids {
+        let mut args = quorum_args(Some(&dlx));
+        if let Some(limit) = topology.provider_queue_max_length {
+            args.insert(
+                "x-max-length".into(),
+                AMQPValue::LongLongInt(i64::from(limit)),
+            );
+            args.insert("x-overflow".into(), long_text("reject-publish"));
+        }
         bindings.push((
             topology.provider_queue(provider),
             &referrals,
             format!("provider.{provider}"),
+            args,
         ));
     }
-    bindings.push((topology.task_updates_queue(), &updates, "provider.*".into()));
+    bindings.push((
+        topology.task_updates_queue(),
+        &updates,
+        "provider.*".into(),
+        quorum_args(Some(&dlx)),
+    ));
     for ods in &topology.requester_queues {
         bindings.push((
             topology.requester_queue(ods),
             &notifications,
             format!("requester.{}", ods.to_ascii_uppercase()),
+            quorum_args(Some(&dlx)),
         ));
     }
-    for (queue, exchange, key) in bindings {
+    for (queue, exchange, key, args) in bindings {
         channel
-            .queue_declare(
-                queue.as_str().into(),
-                durable_queue(),
-                quorum_args(Some(&dlx)),
-            )
+            .queue_declare(queue.as_str().into(), durable_queue(), args)
             .await?;
         channel
             .queue_bind(

@@ -141,6 +141,12 @@ pub struct BrokerConfig {
     pub reconnect_base_ms: u64,
     /// Largest reconnect delay, milliseconds.
     pub reconnect_max_ms: u64,
+    /// Most messages a provider queue may hold (RabbitMQ `x-max-length`, overflow
+    /// `reject-publish`): a provider that stops reading cannot fill the broker; the referrals
+    /// wait in the outbox (readiness shows the lag) and flow again as it reads. Unset: no
+    /// limit. RabbitMQ refuses to change a declared queue's arguments: set it before the
+    /// queues exist, or delete and let spbridge re-declare them.
+    pub provider_queue_max_length: Option<u32>,
 }
 
 impl BrokerConfig {
@@ -171,6 +177,7 @@ impl Default for BrokerConfig {
             ready_max_outbox_lag_ms: 60_000,
             reconnect_base_ms: 250,
             reconnect_max_ms: 30_000,
+            provider_queue_max_length: None,
         }
     }
 }
