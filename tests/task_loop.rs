@@ -540,7 +540,7 @@ async fn refused_updates_are_dead_lettered_with_their_reason() {
     let (p3, b3) = by_id("dlq-3");
     assert!(amqp_header(p3, "x-spbridge-error")
         .unwrap()
-        .contains("not JSON"));
+        .contains("not valid FHIR JSON"));
     assert_eq!(b3["issue"][0]["code"], "structure");
     let (_, b4) = by_id("dlq-4");
     assert_eq!(b4["issue"][0]["expression"][0], "Task.id");

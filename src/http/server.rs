@@ -184,26 +184,13 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<By
     let span = server_span(&shared, &req, method_label, &route);
     span.record("request_id", request_id.as_str());
     span.record("correlation_id", correlation_id.as_str());
-    let answer = async {
-        match shared.in_flight.clone().try_acquire_owned() {
-            Ok(_permit) => {
-                pipeline(
-                    &shared,
-                    req,
-                    request_id.clone(),
-                    client_request_id,
-                    correlation_id.clone(),
-                )
-                .await
-            }
-            Err(_) => ApiResponse::error(
-                StatusCode::TOO_MANY_REQUESTS,
-                IssueType::Throttled,
-                "too many requests in flight; retry later",
-            )
-            .with_header(header::RETRY_AFTER, "1"),
-        }
-    }
+    let answer = pipeline(
+        &shared,
+        req,
+        request_id.clone(),
+        client_request_id,
+        correlation_id.clone(),
+    )
     .instrument(span.clone())
     .await;
     let status = answer.status.as_u16();
@@ -397,6 +384,16 @@ async fn pipeline(
         tracestate,
         base_url,
         principal: None,
+    };
+    // The in-flight limit bounds the work, not the waiting: it is taken once the body has
+    // arrived, so clients trickling bodies (bounded by the body timeout) cannot starve others.
+    let Ok(_permit) = shared.in_flight.clone().try_acquire_owned() else {
+        return ApiResponse::error(
+            StatusCode::TOO_MANY_REQUESTS,
+            IssueType::Throttled,
+            "too many requests in flight; retry later",
+        )
+        .with_header(header::RETRY_AFTER, "1");
     };
     shared.routes.handle(request).await
 }
