@@ -11,8 +11,7 @@
 //! out of the f64 range and invalid UTF-8 are errors, not panics or stack overflows.
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::Value;
-use std::collections::HashSet;
+use serde_json::{Map, Number, Value};
 use std::fmt;
 
 /// Why bytes are not acceptable FHIR JSON.
@@ -40,69 +39,80 @@ impl From<serde_json::Error> for JsonError {
     }
 }
 
-/// Parse FHIR JSON: syntax, then no duplicate property names.
+/// Parse FHIR JSON in one pass: syntax, depth and number range as serde_json checks them,
+/// and no duplicate property names, checked while each object is built.
 pub fn parse(bytes: &[u8]) -> Result<Value, JsonError> {
-    let value: Value = serde_json::from_slice(bytes)?;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    UniqueNames::deserialize(&mut deserializer)?;
+    let FhirValue(value) = FhirValue::deserialize(&mut deserializer)?;
+    deserializer.end()?;
     Ok(value)
 }
 
-/// Walks a JSON document without building it, refusing an object that names a property twice.
-struct UniqueNames;
+/// A `serde_json::Value` built by a visitor that refuses an object naming a property twice
+/// (serde_json's own `Value` keeps the last silently).
+struct FhirValue(Value);
 
-impl<'de> Deserialize<'de> for UniqueNames {
+impl<'de> Deserialize<'de> for FhirValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(UniqueNamesVisitor)
+        deserializer.deserialize_any(FhirValueVisitor)
     }
 }
 
-struct UniqueNamesVisitor;
+struct FhirValueVisitor;
 
-impl<'de> Visitor<'de> for UniqueNamesVisitor {
-    type Value = UniqueNames;
+impl<'de> Visitor<'de> for FhirValueVisitor {
+    type Value = FhirValue;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<UniqueNames, E> {
-        Ok(UniqueNames)
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<FhirValue, E> {
+        Ok(FhirValue(Value::Bool(v)))
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<UniqueNames, E> {
-        Ok(UniqueNames)
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<FhirValue, E> {
+        Ok(FhirValue(Value::Number(v.into())))
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<UniqueNames, E> {
-        Ok(UniqueNames)
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<FhirValue, E> {
+        Ok(FhirValue(Value::Number(v.into())))
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<UniqueNames, E> {
-        Ok(UniqueNames)
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<FhirValue, E> {
+        // serde_json never hands over a non-finite number; refuse one rather than invent null.
+        Number::from_f64(v)
+            .map(|n| FhirValue(Value::Number(n)))
+            .ok_or_else(|| de::Error::custom("number out of range"))
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<UniqueNames, E> {
-        Ok(UniqueNames)
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<FhirValue, E> {
+        Ok(FhirValue(Value::String(v.to_string())))
     }
-    fn visit_unit<E: de::Error>(self) -> Result<UniqueNames, E> {
-        Ok(UniqueNames)
+    fn visit_string<E: de::Error>(self, v: String) -> Result<FhirValue, E> {
+        Ok(FhirValue(Value::String(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<FhirValue, E> {
+        Ok(FhirValue(Value::Null))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueNames, A::Error> {
-        while seq.next_element::<UniqueNames>()?.is_some() {}
-        Ok(UniqueNames)
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<FhirValue, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(FhirValue(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(FhirValue(Value::Array(items)))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UniqueNames, A::Error> {
-        let mut seen = HashSet::new();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FhirValue, A::Error> {
+        let mut object = Map::new();
         while let Some(name) = map.next_key::<String>()? {
-            if seen.contains(&name) {
+            if object.contains_key(&name) {
                 return Err(de::Error::custom(format!(
                     "property \"{}\" appears more than once in one object",
                     truncate(&name)
                 )));
             }
-            map.next_value::<UniqueNames>()?;
-            seen.insert(name);
+            let FhirValue(value) = map.next_value()?;
+            object.insert(name, value);
         }
-        Ok(UniqueNames)
+        Ok(FhirValue(Value::Object(object)))
     }
 }
 
