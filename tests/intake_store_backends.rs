@@ -202,6 +202,187 @@ async fn suite(db: Db) {
     }
 }
 
+/// Concurrent commits share transactions (group commit) and each still gets the outcome
+/// it would have had alone: one winner per idempotency key (the loser gets the winner's
+/// refs and writes nothing, its other keys free again), `If-Match` conflicts refused
+/// without their keys, and a unit that fails in the database (an outbox id already
+/// used) fails alone while its batch-mates commit.
+async fn group_commit_suite(db: Db) {
+    let (store, schema, _dir) = open(db).await;
+    let referral = |n: usize, key: String, extra_key: Option<String>, outbox_id: String| {
+        let mut idempotency = vec![IdempotencyClaim {
+            key,
+            refs: json!({"serviceRequest": format!("ServiceRequest/s{n}")}),
+        }];
+        idempotency.extend(extra_key.map(|key| IdempotencyClaim {
+            key,
+            refs: json!({"serviceRequest": format!("ServiceRequest/s{n}")}),
+        }));
+        WriteUnit {
+            writes: vec![
+                write(
+                    "ServiceRequest",
+                    &format!("s{n}"),
+                    json!({"resourceType": "ServiceRequest", "status": "active",
+                           "identifier": [{"system": "urn:test", "value": format!("v{n}")}]}),
+                ),
+                write(
+                    "Task",
+                    &format!("t{n}"),
+                    json!({"resourceType": "Task", "status": "requested",
+                           "basedOn": [{"reference": format!("ServiceRequest/s{n}")}]}),
+                ),
+            ],
+            idempotency,
+            outbox: vec![message(&outbox_id)],
+            ..Default::default()
+        }
+    };
+    // 300 referrals at once: 0..200 with fresh keys; 200..300 reuse the keys of 0..100
+    // (each also claims a fresh second key, which must be given back).
+    let before = store.writer_stats();
+    let commits = (0..300).map(|n| {
+        let store = store.clone();
+        let (key, extra) = if n < 200 {
+            (format!("key-{n}"), None)
+        } else {
+            (format!("key-{}", n - 200), Some(format!("extra-{n}")))
+        };
+        let unit = referral(n, key, extra, format!("out-{n}"));
+        async move { store.commit(unit).await }
+    });
+    let outcomes = futures_util::future::join_all(commits).await;
+    let after = store.writer_stats();
+    assert!(
+        after.batches - before.batches < 100,
+        "300 concurrent commits were written in {} transactions: not grouped",
+        after.batches - before.batches
+    );
+    for (n, outcome) in outcomes.iter().enumerate() {
+        match (n < 200, outcome) {
+            (true, Ok(CommitOutcome::Committed(stored))) => {
+                assert_eq!(stored.len(), 2);
+                assert_eq!(stored[0].id, format!("s{n}"));
+                assert_eq!(stored[1].version_id, 1);
+                assert_eq!(stored[1].resource["meta"]["versionId"], "1");
+            }
+            (false, Ok(CommitOutcome::Duplicate { key, refs })) => {
+                assert_eq!(key, &format!("key-{}", n - 200));
+                assert_eq!(
+                    refs["serviceRequest"],
+                    format!("ServiceRequest/s{}", n - 200)
+                );
+            }
+            (_, other) => panic!("referral {n}: {other:?}"),
+        }
+    }
+    for n in [0, 150, 199] {
+        assert!(store
+            .read("Task", &format!("t{n}"))
+            .await
+            .unwrap()
+            .is_some());
+    }
+    for n in [200, 250, 299] {
+        assert!(store
+            .read("ServiceRequest", &format!("s{n}"))
+            .await
+            .unwrap()
+            .is_none());
+        // The duplicate's second key was given back: claiming it now succeeds.
+        let again = referral(n, format!("extra-{n}"), None, format!("again-{n}"));
+        assert!(matches!(
+            store.commit(again).await.unwrap(),
+            CommitOutcome::Committed(_)
+        ));
+    }
+    assert_eq!(store.outbox_stats().await.unwrap().pending, 203);
+    let search = |param: &str, value: &str| SearchQuery {
+        params: vec![(param.into(), vec![value.into()])],
+        count: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .search("Task", &search("based-on", "ServiceRequest/s42"))
+            .await
+            .unwrap()
+            .total,
+        1
+    );
+
+    // Updates at once: even Tasks with the right If-Match, odd ones with a stale one; plus
+    // a unit whose outbox id is already taken (a database error) among them.
+    let updates = (0..40).map(|n| {
+        let store = store.clone();
+        let mut unit = WriteUnit {
+            writes: vec![write(
+                "Task",
+                &format!("t{n}"),
+                json!({"resourceType": "Task", "status": "accepted",
+                       "basedOn": [{"reference": format!("ServiceRequest/s{n}")}]}),
+            )],
+            idempotency: vec![IdempotencyClaim {
+                key: format!("update-{n}"),
+                refs: json!({}),
+            }],
+            outbox: vec![message(&format!("update-out-{n}"))],
+            ..Default::default()
+        };
+        unit.writes[0].if_match = Some(if n % 2 == 0 { 1 } else { 7 });
+        if n == 10 {
+            unit.outbox = vec![message("out-3")];
+        }
+        async move { store.commit(unit).await }
+    });
+    let outcomes = futures_util::future::join_all(updates).await;
+    for (n, outcome) in outcomes.iter().enumerate() {
+        let task = store.read("Task", &format!("t{n}")).await.unwrap().unwrap();
+        match (n, outcome) {
+            (10, Err(StoreError::Database(_))) => assert_eq!(task.version_id, 1),
+            (n, Ok(CommitOutcome::Committed(stored))) if n % 2 == 0 && n != 10 => {
+                assert_eq!(stored[0].version_id, 2);
+                assert_eq!(task.version_id, 2);
+                assert_eq!(task.resource["status"], "accepted");
+            }
+            (n, Err(StoreError::VersionConflict(_))) if n % 2 == 1 => {
+                assert_eq!(task.version_id, 1);
+                assert!(store
+                    .idempotency_refs(&format!("update-{n}"))
+                    .await
+                    .unwrap()
+                    .is_none());
+            }
+            (n, other) => panic!("update {n}: {other:?}"),
+        }
+    }
+    // The search index follows the new versions and nothing else.
+    assert_eq!(
+        store
+            .search("Task", &search("status", "accepted"))
+            .await
+            .unwrap()
+            .total,
+        19
+    );
+    assert_eq!(store.history("Task", "t4").await.unwrap().len(), 2);
+    assert_eq!(store.outbox_stats().await.unwrap().pending, 203 + 19);
+    store.close().await;
+    if let Some(schema) = schema {
+        drop_schema(&schema).await;
+    }
+}
+
+#[tokio::test]
+async fn group_commit_sqlite() {
+    group_commit_suite(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn group_commit_postgres() {
+    group_commit_suite(Db::Postgres).await;
+}
+
 #[tokio::test]
 async fn store_suite_sqlite() {
     suite(Db::Sqlite).await;

@@ -52,7 +52,11 @@ fn dashboard_uses_the_exposed_metrics() {
             let n = m.as_str();
             let base = metrics::HISTOGRAMS
                 .iter()
-                .find(|h| n == format!("{h}_bucket") || n == format!("{h}_count"))
+                .find(|h| {
+                    n == format!("{h}_bucket")
+                        || n == format!("{h}_count")
+                        || n == format!("{h}_sum")
+                })
                 .copied()
                 .unwrap_or(n);
             assert!(

@@ -1,7 +1,8 @@
 //! The provider side of the Task loop over AMQP: consuming `<prefix>.task-updates`.
 //!
 //! Owns: the consumer connection (manual acks, bounded prefetch, reconnect with
-//! backoff), reading one message into a `TaskUpdate` (a Task, or a message Bundle
+//! backoff), spreading deliveries over up to 8 lanes by Task id (one Task's updates in
+//! order, different Tasks' in parallel), reading one message into a `TaskUpdate` (a Task, or a message Bundle
 //! whose MessageHeader focus is the Task; the provider from the routing key
 //! `provider.<id>`; exactly-once by `message_id`), and settling it: ack only after
 //! the change is committed; an invalid, unauthorised or illegal update is published
@@ -66,6 +67,34 @@ enum Settle {
     },
     /// Temporary failure: requeue after a pause.
     Retry(String),
+}
+
+/// Lanes for a prefetch window: enough to keep the store writer's batches full, never more
+/// than the deliveries that can be outstanding.
+fn lane_count(prefetch: u16) -> usize {
+    usize::from(prefetch).clamp(1, 8)
+}
+
+/// The lane of a delivery: a hash of its Task id (the `id` of a Task body, or of the
+/// MessageHeader focus in a message Bundle); lane 0 for bodies that are not read as one
+/// (they are dead-lettered, whatever lane handles them).
+fn lane_of(body: &[u8], lanes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let task_id = crate::fhir_json::parse(body).ok().and_then(|value| {
+        let task = match value.get("resourceType").and_then(Value::as_str) {
+            Some("Bundle") => focus_task(&value)?,
+            _ => value,
+        };
+        task.get("id").and_then(Value::as_str).map(str::to_string)
+    });
+    match task_id {
+        Some(id) => {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            id.hash(&mut hasher);
+            (hasher.finish() % lanes as u64) as usize
+        }
+        None => 0,
+    }
 }
 
 /// A task-update message (routing key `provider.<id>`, body a Task or a message Bundle
@@ -164,11 +193,11 @@ impl TaskUpdateConsumer {
 
     pub fn spawn(self) -> ConsumerHandle {
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(self.run(stopped));
+        let task = tokio::spawn(Arc::new(self).run(stopped));
         ConsumerHandle { stop, task }
     }
 
-    async fn run(self, mut stopped: watch::Receiver<bool>) {
+    async fn run(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
         let base = Duration::from_millis(self.config.reconnect_base_ms.max(1));
         let max = Duration::from_millis(self.config.reconnect_max_ms.max(1));
         let mut delay = base;
@@ -190,7 +219,10 @@ impl TaskUpdateConsumer {
         }
     }
 
-    async fn consume(&self, stopped: &mut watch::Receiver<bool>) -> Result<(), BrokerError> {
+    async fn consume(
+        self: &Arc<Self>,
+        stopped: &mut watch::Receiver<bool>,
+    ) -> Result<(), BrokerError> {
         let connection = super::connect(&self.config.url, &self.config.tls_files()).await?;
         let channel = connection.create_channel().await?;
         declare_topology(&channel, &self.topology).await?;
@@ -208,20 +240,52 @@ impl TaskUpdateConsumer {
                 FieldTable::default(),
             )
             .await?;
-        tracing::info!(queue = %self.topology.task_updates_queue(), prefetch = self.prefetch, "consuming task updates");
-        loop {
+        let lanes = lane_count(self.prefetch);
+        tracing::info!(queue = %self.topology.task_updates_queue(), prefetch = self.prefetch, lanes, "consuming task updates");
+        // Deliveries are spread over lanes by Task id: one Task's updates are applied one
+        // after another in delivery order, different Tasks' side by side (so their commits
+        // share store transactions). A lane that loses the channel stops the whole consumer;
+        // unacked deliveries go back to the queue when the connection closes.
+        let (failed, mut failures) = tokio::sync::mpsc::channel::<BrokerError>(lanes);
+        let mut senders = Vec::with_capacity(lanes);
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..lanes {
+            let (send, mut deliveries) =
+                tokio::sync::mpsc::channel::<Delivery>(usize::from(self.prefetch.max(1)));
+            senders.push(send);
+            let this = self.clone();
+            let channel = channel.clone();
+            let failed = failed.clone();
+            workers.spawn(async move {
+                while let Some(delivery) = deliveries.recv().await {
+                    if let Err(err) = this.handle(&channel, delivery).await {
+                        let _ = failed.send(err).await;
+                        return;
+                    }
+                }
+            });
+        }
+        let ended = loop {
             tokio::select! {
                 next = consumer.next() => match next {
-                    Some(Ok(delivery)) => self.handle(&channel, delivery).await?,
-                    Some(Err(err)) => return Err(err.into()),
-                    None => return Err(BrokerError::Disconnected),
+                    Some(Ok(delivery)) => {
+                        let lane = lane_of(&delivery.data, lanes);
+                        if senders[lane].send(delivery).await.is_err() {
+                            break Err(BrokerError::Disconnected);
+                        }
+                    }
+                    Some(Err(err)) => break Err(err.into()),
+                    None => break Err(BrokerError::Disconnected),
                 },
+                Some(err) = failures.recv() => break Err(err),
                 _ = stopped.changed() => {
                     let _ = connection.close(200, "spbridge stopping".into()).await;
-                    return Ok(());
+                    break Ok(());
                 }
             }
-        }
+        };
+        workers.abort_all();
+        ended
     }
 
     async fn handle(&self, channel: &Channel, delivery: Delivery) -> Result<(), BrokerError> {

@@ -190,16 +190,7 @@ impl Expression {
                 return satisfied_if(b);
             }
         }
-        let env = EvalEnv {
-            model,
-            resource: Some(input.resource),
-            root_resource: Some(input.root_resource),
-            context: None,
-            bundle: input.bundle,
-            terminology: hooks.terminology,
-            profiles: hooks.profiles,
-            strict: false,
-        };
+        let env = invariant_env(model, input, hooks);
         let focus = env.typed_node(input.node, input.node_extension, input.node_type);
         if let Some(t) = &self.inner.typed_fast {
             if let Some(b) = t.eval(model, focus, input) {
@@ -236,16 +227,7 @@ impl Expression {
         input: &InvariantInput<'_>,
         hooks: Hooks<'_>,
     ) -> InvariantOutcome {
-        let env = EvalEnv {
-            model,
-            resource: Some(input.resource),
-            root_resource: Some(input.root_resource),
-            context: None,
-            bundle: input.bundle,
-            terminology: hooks.terminology,
-            profiles: hooks.profiles,
-            strict: false,
-        };
+        let env = invariant_env(model, input, hooks);
         let focus = env.typed_node(input.node, input.node_extension, input.node_type);
         self.general_outcome(&env, focus)
     }
@@ -259,6 +241,24 @@ impl Expression {
     /// True when a native fast path knows this expression.
     pub fn has_fast_path(&self) -> bool {
         self.inner.fast.is_some() || self.inner.typed_fast.is_some()
+    }
+}
+
+/// The evaluation environment of an invariant on one node of a resource.
+fn invariant_env<'a>(
+    model: &'a ModelInfo,
+    input: &InvariantInput<'a>,
+    hooks: Hooks<'a>,
+) -> EvalEnv<'a> {
+    EvalEnv {
+        model,
+        resource: Some(input.resource),
+        root_resource: Some(input.root_resource),
+        context: None,
+        bundle: input.bundle,
+        terminology: hooks.terminology,
+        profiles: hooks.profiles,
+        strict: false,
     }
 }
 

@@ -113,13 +113,15 @@ pub async fn serve<A: Acceptor>(
                     // A client must start talking (ClientHello or request line) within the
                     // header timeout; hyper's own timer only starts at the first byte.
                     // (`readable()` may report ready with nothing to read: peek for a byte.)
+                    // One deadline covers both the first byte and the TLS handshake.
+                    let deadline = tokio::time::Instant::now() + handshake_timeout;
                     let mut first = [0u8; 1];
-                    let spoke = tokio::time::timeout(handshake_timeout, stream.peek(&mut first)).await;
+                    let spoke = tokio::time::timeout_at(deadline, stream.peek(&mut first)).await;
                     if !matches!(spoke, Ok(Ok(n)) if n > 0) {
                         metrics::connection_refused("handshake_timeout");
                         return;
                     }
-                    let io = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    let io = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
                         Ok(Ok(io)) => io,
                         Ok(Err(err)) => {
                             tracing::debug!(error = %err, "connection handshake failed");
@@ -290,8 +292,10 @@ async fn pipeline(
     if declared.is_some_and(|len| len > max as u64) {
         // Read (and discard) a moderately oversized body before answering, so the client is
         // not cut off mid-upload and reliably sees the 413; anything larger is not read.
+        // The drain is bounded in time as well as size: a trickled body is cut off.
         if declared.is_some_and(|len| len <= DRAIN_LIMIT as u64) {
-            let _ = Limited::new(body, DRAIN_LIMIT).collect().await;
+            let draining = Limited::new(body, DRAIN_LIMIT).collect();
+            let _ = tokio::time::timeout(shared.settings.body_read_timeout, draining).await;
         }
         return too_large(max);
     }

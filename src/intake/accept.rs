@@ -134,9 +134,8 @@ impl Intake {
     pub(crate) async fn accept(&self, submission: Submission) -> Result<AcceptOutcome, StoreError> {
         let mut keys = identifier_keys(&submission.service_request);
         keys.extend(submission.extra_keys.iter().cloned());
-        if let Some(refs) = self.find_duplicate(&keys).await? {
-            return Ok(AcceptOutcome::Duplicate(refs));
-        }
+        // No look-up of the keys here: the commit claims them and answers `Duplicate`
+        // when one is taken (entry points look them up before validating).
         // Everything routing and the provider message may need, by reference.
         let mut known: HashMap<String, Value> = HashMap::new();
         for c in &submission.companions {

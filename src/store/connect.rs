@@ -82,12 +82,16 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Store {
+        let mut store = Store {
             pool,
             backend,
+            writer: None,
+            writer_counters: Default::default(),
             outbox_signal: Arc::new(Notify::new()),
             notification_signal: Arc::new(Notify::new()),
-        })
+        };
+        store.writer = Some(super::group_commit::spawn_writer(store.clone()));
+        Ok(store)
     }
 
     /// Begin a write transaction (`BEGIN IMMEDIATE` on SQLite so that concurrent

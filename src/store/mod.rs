@@ -11,11 +11,14 @@
 //! `FOR UPDATE SKIP LOCKED` when claiming outbox rows on PostgreSQL.
 
 mod audit;
+mod batch_write;
 mod connect;
+mod group_commit;
 mod notifications;
 mod outbox;
 mod replay;
 mod resources;
+mod rows;
 mod search_index;
 
 use serde_json::Value;
@@ -23,6 +26,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 pub use audit::AUDIT_EVENT;
+pub use group_commit::WriterStats;
 pub use notifications::{NewNotification, PendingNotification};
 pub use outbox::{NewOutboxMessage, OutboxRow, OutboxStats};
 pub use resources::{CommitOutcome, IdempotencyClaim, OutboxFromStored, ResourceWrite, WriteUnit};
@@ -62,6 +66,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("version conflict on {0}")]
     VersionConflict(String),
+    #[error("the store's writer has stopped")]
+    WriterStopped,
 }
 
 /// One version of a stored resource.
@@ -88,6 +94,10 @@ impl StoredResource {
 pub struct Store {
     pool: sqlx::AnyPool,
     backend: Backend,
+    /// Queue of the writer task that group-commits `WriteUnit`s (`None` on the
+    /// writer's own handle, which commits directly).
+    writer: Option<tokio::sync::mpsc::Sender<group_commit::CommitRequest>>,
+    writer_counters: Arc<group_commit::WriterCounters>,
     outbox_signal: Arc<Notify>,
     notification_signal: Arc<Notify>,
 }
@@ -113,6 +123,11 @@ impl Store {
     /// Signalled after every commit that queued notifications (same process only).
     pub fn notification_signal(&self) -> Arc<Notify> {
         self.notification_signal.clone()
+    }
+
+    /// How commits have been batched so far in this process.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.writer_counters.snapshot()
     }
 
     /// Cheap liveness check of the database.

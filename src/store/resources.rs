@@ -4,8 +4,10 @@
 //! reads, version reads, history, searches and idempotency look-ups.
 //! Must not: build resources or messages; it only stamps `id` and `meta`.
 
+use super::group_commit::CommitRequest;
 use super::notifications::{insert_notification, NewNotification};
 use super::outbox::{insert_outbox, NewOutboxMessage};
+use super::rows::Bind;
 use super::search_index::{self, SearchQuery, SearchResult, TimeBound};
 use super::{instant_text, now_millis, Store, StoreError, StoredResource};
 use serde_json::{json, Value};
@@ -32,7 +34,8 @@ pub struct IdempotencyClaim {
 
 /// Builds outbox rows from the versions just stamped, inside the same transaction
 /// (so a message body carries the stored `meta.versionId`/`lastUpdated`).
-pub type OutboxFromStored = Box<dyn FnOnce(&[StoredResource]) -> Vec<NewOutboxMessage> + Send>;
+/// (`Fn`, not `FnOnce`: a unit whose batch fails is written again on its own.)
+pub type OutboxFromStored = Box<dyn Fn(&[StoredResource]) -> Vec<NewOutboxMessage> + Send + Sync>;
 
 /// Everything one accepted request writes, atomically.
 #[derive(Default)]
@@ -72,10 +75,27 @@ fn row_to_resource(row: &AnyRow) -> Result<StoredResource, StoreError> {
 }
 
 impl Store {
-    /// Write a unit in one transaction. Idempotency keys are claimed first; if any
-    /// is already taken, everything is rolled back and the earlier refs returned.
+    /// Write a unit atomically. Idempotency keys are claimed first; if any is already
+    /// taken, nothing is written and the earlier refs are returned. Units committed at
+    /// the same time share one transaction (`group_commit`); the answer comes after the
+    /// transaction holding this unit has committed.
     #[tracing::instrument(name = "store commit", skip_all, fields(otel.kind = "client", db.system = self.backend.name(), db.operation = "commit"))]
     pub async fn commit(&self, unit: WriteUnit) -> Result<CommitOutcome, StoreError> {
+        match &self.writer {
+            Some(queue) => {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                queue
+                    .send(CommitRequest { unit, reply })
+                    .await
+                    .map_err(|_| StoreError::WriterStopped)?;
+                answer.await.map_err(|_| StoreError::WriterStopped)?
+            }
+            None => self.commit_one(unit).await,
+        }
+    }
+
+    /// Write one unit in a transaction of its own.
+    pub(super) async fn commit_one(&self, unit: WriteUnit) -> Result<CommitOutcome, StoreError> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
         for claim in &unit.idempotency {
@@ -348,24 +368,8 @@ impl Store {
     }
 }
 
-enum Bind {
-    Text(String),
-    Int(i64),
-}
-
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
-
-impl Bind {
-    fn bind<'q>(&self, query: AnyQuery<'q>) -> AnyQuery<'q> {
-        match self {
-            Bind::Text(s) => query.bind(s.clone()),
-            Bind::Int(i) => query.bind(*i),
-        }
-    }
-}
-
 /// Set `resourceType`, `id`, `meta.versionId`, `meta.lastUpdated`.
-fn stamp(resource: &mut Value, resource_type: &str, id: &str, version: i64, now: i64) {
+pub(super) fn stamp(resource: &mut Value, resource_type: &str, id: &str, version: i64, now: i64) {
     if let Value::Object(map) = resource {
         map.insert("resourceType".into(), json!(resource_type));
         map.insert("id".into(), json!(id));

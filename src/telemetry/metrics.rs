@@ -33,6 +33,7 @@ pub const NOTIFICATIONS_DELIVERED: &str = "spbridge_notifications_delivered_tota
 pub const NOTIFICATIONS_FAILED: &str = "spbridge_notifications_failed_total";
 pub const TOKEN_REQUESTS: &str = "spbridge_token_requests_total";
 pub const CONNECTIONS_REFUSED: &str = "spbridge_http_connections_refused_total";
+pub const COMMIT_BATCH_UNITS: &str = "spbridge_store_commit_batch_units";
 
 /// Every metric name, for checks of dashboards and alert rules.
 pub const ALL: &[&str] = &[
@@ -51,10 +52,11 @@ pub const ALL: &[&str] = &[
     NOTIFICATIONS_FAILED,
     TOKEN_REQUESTS,
     CONNECTIONS_REFUSED,
+    COMMIT_BATCH_UNITS,
 ];
 
 /// The histograms among them (exposed as `_bucket`, `_sum`, `_count`).
-pub const HISTOGRAMS: &[&str] = &[HTTP_DURATION, PUBLISH_CONFIRM_DURATION];
+pub const HISTOGRAMS: &[&str] = &[HTTP_DURATION, PUBLISH_CONFIRM_DURATION, COMMIT_BATCH_UNITS];
 
 /// The media type of the exposition.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -65,6 +67,8 @@ const HTTP_BUCKETS: &[f64] = &[
 const CONFIRM_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -79,6 +83,12 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                     b.set_buckets_for_metric(
                         Matcher::Full(PUBLISH_CONFIRM_DURATION.into()),
                         CONFIRM_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(COMMIT_BATCH_UNITS.into()),
+                        BATCH_BUCKETS,
                     )
                 })
                 .ok()?;
@@ -147,6 +157,10 @@ fn describe() {
     describe_counter!(
         CONNECTIONS_REFUSED,
         "Connections closed before any request: over max_connections or a handshake too slow"
+    );
+    describe_histogram!(
+        COMMIT_BATCH_UNITS,
+        "Write units (referrals, Task updates, …) committed together in one store transaction"
     );
 }
 
@@ -247,6 +261,11 @@ pub fn token_request(outcome: &'static str) {
 /// `handshake_timeout`).
 pub fn connection_refused(reason: &'static str) {
     counter!(CONNECTIONS_REFUSED, "reason" => reason).increment(1);
+}
+
+/// One store transaction written by the group-commit writer, with `units` units in it.
+pub fn commit_batch(units: usize) {
+    histogram!(COMMIT_BATCH_UNITS).record(units as f64);
 }
 
 /// Gauges refreshed when `/metrics` is scraped.

@@ -1,0 +1,302 @@
+//! Writing a batch of disjoint `WriteUnit`s in one transaction with multi-row statements.
+//!
+//! Owns: the batch form of a commit. In one transaction, whatever the batch size:
+//! read the current versions of every resource written (one statement), refuse units whose
+//! `If-Match` no longer holds, claim every idempotency key (one statement; a unit whose key
+//! was already taken is a duplicate and its other keys are given back), then upsert the
+//! resources, append their history, replace their search rows and add the outbox and
+//! notification rows — one multi-row statement each.
+//! Must not: be handed units that share a key or a resource (`group_commit` keeps them
+//! apart), or answer callers (it returns one outcome per unit; an `Err` for the whole
+//! batch means nothing was written and the caller retries unit by unit).
+
+use super::resources::{stamp, CommitOutcome, WriteUnit};
+use super::rows::{run_rows, Bind};
+use super::search_index;
+use super::{now_millis, Store, StoreError, StoredResource};
+use serde_json::Value;
+use sqlx::Row;
+use std::collections::{HashMap, HashSet};
+
+type ResourceKey = (String, String);
+
+impl Store {
+    /// One outcome per unit, in order; `Err` when the transaction itself failed.
+    pub(super) async fn write_batch(
+        &self,
+        units: &[&WriteUnit],
+    ) -> Result<Vec<Result<CommitOutcome, StoreError>>, StoreError> {
+        let now = now_millis();
+        let mut outcomes: Vec<Option<Result<CommitOutcome, StoreError>>> =
+            units.iter().map(|_| None).collect();
+        let mut tx = self.begin_write().await?;
+
+        // 1. Current versions; units whose If-Match no longer holds write nothing.
+        let targets: Vec<Vec<Bind>> = units
+            .iter()
+            .flat_map(|u| u.writes.iter())
+            .map(|w| {
+                vec![
+                    Bind::Text(w.resource_type.clone()),
+                    Bind::Text(w.id.clone()),
+                ]
+            })
+            .collect();
+        let mut current: HashMap<ResourceKey, i64> = HashMap::new();
+        for row in run_rows(
+            &mut tx,
+            "SELECT resource_type, id, version_id FROM resources WHERE (resource_type, id) IN (VALUES",
+            "(?1, ?2)",
+            ")",
+            &targets,
+        )
+        .await?
+        {
+            current.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
+        }
+        for (i, unit) in units.iter().enumerate() {
+            let conflict = unit.writes.iter().find(|w| {
+                w.if_match.is_some_and(|expected| {
+                    current.get(&(w.resource_type.clone(), w.id.clone())) != Some(&expected)
+                })
+            });
+            if let Some(w) = conflict {
+                outcomes[i] = Some(Err(StoreError::VersionConflict(format!(
+                    "{}/{}",
+                    w.resource_type, w.id
+                ))));
+            }
+        }
+
+        // 2. Idempotency keys of the units still in play, all at once.
+        let claims: Vec<Vec<Bind>> = live(units, &outcomes)
+            .flat_map(|(_, u)| u.idempotency.iter())
+            .map(|c| {
+                vec![
+                    Bind::Text(c.key.clone()),
+                    Bind::Text(c.refs.to_string()),
+                    Bind::Int(now),
+                ]
+            })
+            .collect();
+        let mut claimed: HashSet<String> = HashSet::new();
+        for row in run_rows(
+            &mut tx,
+            "INSERT INTO idempotency_keys (key, refs, created_at) VALUES",
+            "(?1, ?2, ?3)",
+            "ON CONFLICT (key) DO NOTHING RETURNING key",
+            &claims,
+        )
+        .await?
+        {
+            claimed.insert(row.try_get(0)?);
+        }
+        let mut give_back: Vec<Vec<Bind>> = Vec::new();
+        let mut duplicates: Vec<(usize, String)> = Vec::new();
+        for (i, unit) in live(units, &outcomes) {
+            if let Some(taken) = unit.idempotency.iter().find(|c| !claimed.contains(&c.key)) {
+                duplicates.push((i, taken.key.clone()));
+                give_back.extend(
+                    unit.idempotency
+                        .iter()
+                        .filter(|c| claimed.contains(&c.key))
+                        .map(|c| vec![Bind::Text(c.key.clone())]),
+                );
+            }
+        }
+        if !duplicates.is_empty() {
+            run_rows(
+                &mut tx,
+                "DELETE FROM idempotency_keys WHERE key IN (",
+                "?1",
+                ")",
+                &give_back,
+            )
+            .await?;
+            let wanted: Vec<Vec<Bind>> = duplicates
+                .iter()
+                .map(|(_, key)| vec![Bind::Text(key.clone())])
+                .collect();
+            let mut refs: HashMap<String, Value> = HashMap::new();
+            for row in run_rows(
+                &mut tx,
+                "SELECT key, refs FROM idempotency_keys WHERE key IN (",
+                "?1",
+                ")",
+                &wanted,
+            )
+            .await?
+            {
+                let text: String = row.try_get(1)?;
+                let value = serde_json::from_str(&text)
+                    .map_err(|_| StoreError::Corrupt("idempotency key".into()))?;
+                refs.insert(row.try_get(0)?, value);
+            }
+            for (i, key) in duplicates {
+                let refs = refs.get(&key).cloned().unwrap_or(Value::Null);
+                outcomes[i] = Some(Ok(CommitOutcome::Duplicate { key, refs }));
+            }
+        }
+
+        // 3. The writes of every unit still in play.
+        let mut resource_rows = Vec::new();
+        let mut history_rows = Vec::new();
+        let mut replaced = Vec::new();
+        let mut index_rows = Vec::new();
+        let mut outbox_rows = Vec::new();
+        let mut notification_rows = Vec::new();
+        let mut committed: Vec<(usize, Vec<StoredResource>)> = Vec::new();
+        for (i, unit) in live(units, &outcomes) {
+            let mut stored = Vec::with_capacity(unit.writes.len());
+            for write in &unit.writes {
+                let key = (write.resource_type.clone(), write.id.clone());
+                let existing = current.get(&key).copied();
+                let version = existing.unwrap_or(0) + 1;
+                let mut resource = write.resource.clone();
+                stamp(&mut resource, &write.resource_type, &write.id, version, now);
+                let content = resource.to_string();
+                let row = vec![
+                    Bind::Text(write.resource_type.clone()),
+                    Bind::Text(write.id.clone()),
+                    Bind::Int(version),
+                    Bind::Int(now),
+                    Bind::Text(content),
+                ];
+                history_rows.push(row.clone());
+                resource_rows.push(row);
+                if existing.is_some() {
+                    replaced.push(vec![
+                        Bind::Text(write.resource_type.clone()),
+                        Bind::Text(write.id.clone()),
+                    ]);
+                }
+                for (param, value) in search_index::extract(&write.resource_type, &resource) {
+                    index_rows.push(vec![
+                        Bind::Text(write.resource_type.clone()),
+                        Bind::Text(write.id.clone()),
+                        Bind::Text(param.to_string()),
+                        Bind::Text(value),
+                    ]);
+                }
+                stored.push(StoredResource {
+                    resource_type: write.resource_type.clone(),
+                    id: write.id.clone(),
+                    version_id: version,
+                    last_updated: now,
+                    resource,
+                });
+            }
+            let mut outbox = unit.outbox.clone();
+            if let Some(build) = &unit.outbox_from_stored {
+                outbox.extend(build(&stored));
+            }
+            for m in outbox {
+                outbox_rows.push(vec![
+                    Bind::Text(m.id),
+                    Bind::Text(m.destination),
+                    Bind::Text(m.routing_key),
+                    Bind::Text(m.message_type),
+                    Bind::Text(m.content_type),
+                    Bind::OptText(m.profile),
+                    Bind::Text(m.body),
+                    Bind::OptText(m.correlation_id),
+                    Bind::OptText(m.traceparent),
+                    Bind::OptText(m.tracestate),
+                    Bind::Int(now),
+                ]);
+            }
+            for n in &unit.notifications {
+                notification_rows.push(vec![
+                    Bind::Text(n.id.clone()),
+                    Bind::Text(n.subscription_id.clone()),
+                    Bind::Text(n.resource_type.clone()),
+                    Bind::Text(n.resource_id.clone()),
+                    Bind::Int(n.version_id),
+                    Bind::OptText(n.correlation_id.clone()),
+                    Bind::OptText(n.traceparent.clone()),
+                    Bind::OptText(n.tracestate.clone()),
+                    Bind::Int(now),
+                ]);
+            }
+            committed.push((i, stored));
+        }
+        run_rows(
+            &mut tx,
+            "INSERT INTO resources (resource_type, id, version_id, last_updated, content) VALUES",
+            "(?1, ?2, ?3, ?4, ?5)",
+            "ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id, \
+             last_updated = excluded.last_updated, content = excluded.content",
+            &resource_rows,
+        )
+        .await?;
+        run_rows(
+            &mut tx,
+            "INSERT INTO resource_history (resource_type, id, version_id, last_updated, content) VALUES",
+            "(?1, ?2, ?3, ?4, ?5)",
+            "",
+            &history_rows,
+        )
+        .await?;
+        run_rows(
+            &mut tx,
+            "DELETE FROM search_index WHERE (resource_type, id) IN (VALUES",
+            "(?1, ?2)",
+            ")",
+            &replaced,
+        )
+        .await?;
+        run_rows(
+            &mut tx,
+            "INSERT INTO search_index (resource_type, id, param, value) VALUES",
+            "(?1, ?2, ?3, ?4)",
+            "",
+            &index_rows,
+        )
+        .await?;
+        run_rows(
+            &mut tx,
+            "INSERT INTO outbox (id, destination, routing_key, message_type, content_type, profile, \
+             body, correlation_id, traceparent, tracestate, created_at, attempts, next_attempt_at) VALUES",
+            "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?11)",
+            "",
+            &outbox_rows,
+        )
+        .await?;
+        run_rows(
+            &mut tx,
+            "INSERT INTO notifications (id, subscription_id, resource_type, resource_id, version_id, \
+             correlation_id, traceparent, tracestate, created_at, attempts, next_attempt_at) VALUES",
+            "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?9)",
+            "",
+            &notification_rows,
+        )
+        .await?;
+        tx.commit().await?;
+
+        if !outbox_rows.is_empty() {
+            self.outbox_signal.notify_one();
+        }
+        if !notification_rows.is_empty() {
+            self.notification_signal.notify_one();
+        }
+        for (i, stored) in committed {
+            outcomes[i] = Some(Ok(CommitOutcome::Committed(stored)));
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(StoreError::Corrupt("unit left unanswered".into()))))
+            .collect())
+    }
+}
+
+/// Units that have no outcome yet, with their positions.
+fn live<'a>(
+    units: &'a [&'a WriteUnit],
+    outcomes: &'a [Option<Result<CommitOutcome, StoreError>>],
+) -> impl Iterator<Item = (usize, &'a WriteUnit)> + 'a {
+    units
+        .iter()
+        .enumerate()
+        .filter(move |(i, _)| outcomes[*i].is_none())
+        .map(|(i, u)| (i, *u))
+}

@@ -1,0 +1,233 @@
+//! Group commit: concurrent `Store::commit` calls share one database transaction.
+//!
+//! Owns: the store's writer task (the one place `WriteUnit`s are written), gathering the
+//! units queued while the previous batch was being written into the next batch, keeping
+//! the units of one batch disjoint (no shared idempotency key or resource; a unit that
+//! touches what an earlier queued unit touches waits for the next batch, so queued order
+//! is kept), and falling back to one transaction per unit when a batch fails, so one bad
+//! unit never fails its neighbours.
+//! Must not: change what a unit means. Every unit still commits all-or-nothing, and its
+//! outcome (Committed / Duplicate / VersionConflict / error) is what it would have been
+//! had it been committed alone at its place in the queue. A caller is answered only after
+//! the transaction holding its unit has committed.
+//!
+//! Why: a referral writes about ten rows. One transaction per referral costs ten round
+//! trips and a commit each; a batch of N referrals costs about ten multi-row statements
+//! and one commit in all (see `batch_write`).
+
+use super::{CommitOutcome, Store, StoreError, WriteUnit};
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{mpsc, oneshot};
+
+/// How the writer has batched so far (this process): transactions written and units in
+/// them. `units / batches` is the mean batch size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriterStats {
+    pub batches: u64,
+    pub units: u64,
+}
+
+/// Shared counters behind `Store::writer_stats`.
+#[derive(Debug, Default)]
+pub(super) struct WriterCounters {
+    batches: AtomicU64,
+    units: AtomicU64,
+}
+
+impl WriterCounters {
+    pub(super) fn snapshot(&self) -> WriterStats {
+        WriterStats {
+            batches: self.batches.load(Ordering::Relaxed),
+            units: self.units.load(Ordering::Relaxed),
+        }
+    }
+
+    fn record(&self, units: usize) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.units.fetch_add(units as u64, Ordering::Relaxed);
+        crate::telemetry::metrics::commit_batch(units);
+    }
+}
+
+/// Most units in one transaction.
+const MAX_BATCH: usize = 128;
+/// Units that may wait for the writer before `commit` callers wait to enqueue.
+const QUEUE_DEPTH: usize = 4096;
+
+/// A unit waiting for the writer, with the way back to its caller.
+pub(super) struct CommitRequest {
+    pub unit: WriteUnit,
+    pub reply: oneshot::Sender<Result<CommitOutcome, StoreError>>,
+}
+
+/// Start the writer task for `writer` (a store handle without a queue of its own) and
+/// return its queue. The task ends when every sender is dropped.
+pub(super) fn spawn_writer(writer: Store) -> mpsc::Sender<CommitRequest> {
+    let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
+    tokio::spawn(run_writer(writer, requests));
+    queue
+}
+
+async fn run_writer(writer: Store, mut requests: mpsc::Receiver<CommitRequest>) {
+    let mut waiting: VecDeque<CommitRequest> = VecDeque::new();
+    loop {
+        if waiting.is_empty() {
+            match requests.recv().await {
+                Some(request) => waiting.push_back(request),
+                None => return,
+            }
+        }
+        while waiting.len() < MAX_BATCH * 2 {
+            match requests.try_recv() {
+                Ok(request) => waiting.push_back(request),
+                Err(_) => break,
+            }
+        }
+        let batch = take_disjoint(&mut waiting);
+        writer.writer_counters.record(batch.len());
+        write_and_answer(&writer, batch).await;
+    }
+}
+
+/// What a unit claims: its idempotency keys and the resources it writes.
+fn claims(unit: &WriteUnit) -> Vec<String> {
+    let mut out: Vec<String> = unit
+        .idempotency
+        .iter()
+        .map(|c| format!("key\u{1f}{}", c.key))
+        .collect();
+    out.extend(
+        unit.writes
+            .iter()
+            .map(|w| format!("res\u{1f}{}\u{1f}{}", w.resource_type, w.id)),
+    );
+    out
+}
+
+/// Take, in queue order, the units that claim nothing a unit ahead of them (taken or left
+/// waiting) claims, up to `MAX_BATCH`; the rest stay queued in order. A unit that names
+/// one thing twice is written in a batch of its own.
+fn take_disjoint(waiting: &mut VecDeque<CommitRequest>) -> Vec<CommitRequest> {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut batch = Vec::new();
+    let mut closed = false;
+    let mut left = VecDeque::new();
+    for request in waiting.drain(..) {
+        let mut own: HashSet<String> = HashSet::new();
+        let mut repeats = false;
+        for claim in claims(&request.unit) {
+            repeats |= !own.insert(claim);
+        }
+        let blocked = own.iter().any(|c| seen.contains(c));
+        seen.extend(own);
+        if blocked || closed || batch.len() >= MAX_BATCH || (repeats && !batch.is_empty()) {
+            left.push_back(request);
+            continue;
+        }
+        closed = repeats;
+        batch.push(request);
+    }
+    *waiting = left;
+    batch
+}
+
+/// Write a batch and answer its callers; on failure, write each unit on its own.
+async fn write_and_answer(writer: &Store, batch: Vec<CommitRequest>) {
+    if batch.len() == 1 {
+        for request in batch {
+            let outcome = writer.commit_one(request.unit).await;
+            let _ = request.reply.send(outcome);
+        }
+        return;
+    }
+    let units: Vec<&WriteUnit> = batch.iter().map(|r| &r.unit).collect();
+    match writer.write_batch(&units).await {
+        Ok(outcomes) => {
+            for (request, outcome) in batch.into_iter().zip(outcomes) {
+                let _ = request.reply.send(outcome);
+            }
+        }
+        Err(err) => {
+            tracing::warn!(units = batch.len(), error = %err, "batch commit failed; committing its units one by one");
+            for request in batch {
+                let outcome = writer.commit_one(request.unit).await;
+                let _ = request.reply.send(outcome);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{IdempotencyClaim, ResourceWrite};
+    use serde_json::json;
+
+    fn unit(keys: &[&str], resources: &[&str]) -> CommitRequest {
+        let (reply, _) = oneshot::channel();
+        CommitRequest {
+            unit: WriteUnit {
+                writes: resources
+                    .iter()
+                    .map(|id| ResourceWrite {
+                        resource_type: "Task".into(),
+                        id: id.to_string(),
+                        resource: json!({}),
+                        if_match: None,
+                    })
+                    .collect(),
+                idempotency: keys
+                    .iter()
+                    .map(|k| IdempotencyClaim {
+                        key: k.to_string(),
+                        refs: json!({}),
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+            reply,
+        }
+    }
+
+    fn ids(batch: &[CommitRequest]) -> Vec<String> {
+        batch
+            .iter()
+            .map(|r| {
+                r.unit
+                    .writes
+                    .first()
+                    .map(|w| w.id.clone())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn units_sharing_a_key_or_resource_wait_for_the_next_batch_in_order() {
+        let mut waiting: VecDeque<CommitRequest> = [
+            unit(&["k1"], &["a"]),
+            unit(&["k2"], &["b"]),
+            unit(&["k1"], &["c"]), // same key as a
+            unit(&["k3"], &["b"]), // same resource as b
+            unit(&["k4"], &["c"]), // same resource as the waiting c: keeps its place behind it
+            unit(&["k5"], &["e"]),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(ids(&take_disjoint(&mut waiting)), ["a", "b", "e"]);
+        assert_eq!(ids(&take_disjoint(&mut waiting)), ["c", "b"]);
+        assert_eq!(ids(&take_disjoint(&mut waiting)), ["c"]);
+        assert!(waiting.is_empty());
+    }
+
+    #[test]
+    fn a_unit_naming_one_resource_twice_goes_alone_but_is_never_stuck() {
+        let mut waiting: VecDeque<CommitRequest> =
+            [unit(&["k1"], &["a", "a"]), unit(&["k2"], &["b"])]
+                .into_iter()
+                .collect();
+        assert_eq!(ids(&take_disjoint(&mut waiting)), ["a"]);
+        assert_eq!(ids(&take_disjoint(&mut waiting)), ["b"]);
+    }
+}
