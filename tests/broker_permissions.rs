@@ -7,14 +7,16 @@
 
 #[path = "support/intake.rs"]
 mod common;
+#[path = "support/inbox.rs"]
+mod provider_inbox;
 
-use common::{fixture, Db, Harness};
+use common::{fixture, wait_for, Db, Harness};
 use hyper::StatusCode;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::json;
-use spbridge::inbox::{self, InboxSettings, TaskAction};
+use spbridge::inbox::InboxSettings;
 use std::process::Command;
 use std::time::Duration;
 
@@ -100,19 +102,11 @@ async fn a_provider_user_reaches_only_its_own_queue_and_routing_key() {
     }
     let h = Harness::start(Db::Sqlite).await;
     let updates_exchange = format!("{}.task-updates", h.prefix);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while h
-        .depth(&format!("{}.task-updates", h.prefix))
-        .await
-        .is_none()
-        || h.depth(&h.queue(OTHER_PROVIDER)).await.is_none()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "topology never declared"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for("topology never declared", WAIT, async || {
+        h.depth(&updates_exchange).await.is_some()
+            && h.depth(&h.queue(OTHER_PROVIDER)).await.is_some()
+    })
+    .await;
     let user = ProviderUser::create(&h.prefix, PROVIDER).expect("rabbitmqctl runs");
     let connection = tokio::time::timeout(
         WAIT,
@@ -168,26 +162,12 @@ async fn a_provider_user_reaches_only_its_own_queue_and_routing_key() {
         prefix: h.prefix.clone(),
         provider_id: PROVIDER.into(),
     };
-    let mut task_id = String::new();
-    let received = tokio::time::timeout(
-        WAIT,
-        inbox::run(&settings, Some(1), |s| task_id = s.task_id.clone()),
-    )
-    .await
-    .expect("the referral reached the provider user's inbox")
-    .unwrap();
-    assert_eq!(received, 1);
-    inbox::send_update(&settings, &TaskAction::Accept.task_update(&task_id))
-        .await
-        .expect("its own routing key is allowed");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while h.get(&format!("/Task/{task_id}")).await.body["status"] != "accepted" {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "update never applied"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The referral reaches the provider user's inbox; accepting uses its own routing key.
+    let task_id = provider_inbox::receive_and_accept(&settings, WAIT).await;
+    wait_for("update never applied", WAIT, async || {
+        h.get(&format!("/Task/{task_id}")).await.body["status"] == "accepted"
+    })
+    .await;
     drop(user);
     h.finish().await;
 }

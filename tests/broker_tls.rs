@@ -9,15 +9,17 @@
 
 #[path = "support/intake.rs"]
 mod common;
+#[path = "support/inbox.rs"]
+mod provider_inbox;
 
 use common::auth_kit::TestCa;
-use common::{fixture, test_config, Db, Harness};
+use common::{fixture, test_config, wait_for, Db, Harness};
 use hyper::StatusCode;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
 use spbridge::broker::BrokerTlsFiles;
-use spbridge::inbox::{self, InboxSettings, TaskAction};
+use spbridge::inbox::InboxSettings;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -129,14 +131,6 @@ fn write(dir: &tempfile::TempDir, name: &str, pem: &str) -> PathBuf {
     path
 }
 
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !done().await {
-        assert!(tokio::time::Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn referral_and_task_updates_travel_over_amqps_with_a_ca_bundle() {
     let broker_ca = TestCa::new("spbridge test broker CA");
@@ -150,6 +144,7 @@ async fn referral_and_task_updates_travel_over_amqps_with_a_ca_bundle() {
     let queue = h.queue("8kx42");
     wait_for(
         "the relay never declared the topology over amqps",
+        WAIT,
         async || h.depth(&queue).await.is_some(),
     )
     .await;
@@ -169,18 +164,8 @@ async fn referral_and_task_updates_travel_over_amqps_with_a_ca_bundle() {
         prefix: h.prefix.clone(),
         provider_id: "8kx42".into(),
     };
-    let mut task_id = String::new();
-    let received = tokio::time::timeout(
-        WAIT,
-        inbox::run(&settings, Some(1), |s| task_id = s.task_id.clone()),
-    )
-    .await
-    .expect("the referral reached the inbox over amqps")
-    .unwrap();
-    assert_eq!(received, 1);
-    let update = TaskAction::Accept.task_update(&task_id);
-    inbox::send_update(&settings, &update).await.unwrap();
-    wait_for("the accepted update never applied", async || {
+    let task_id = provider_inbox::receive_and_accept(&settings, WAIT).await;
+    wait_for("the accepted update never applied", WAIT, async || {
         h.get(&format!("/Task/{task_id}")).await.body["status"] == "accepted"
     })
     .await;
@@ -243,9 +228,11 @@ async fn mutual_tls_to_the_broker_needs_the_client_certificate() {
     assert!(spbridge::broker::connect(&proxy.url(), &without_cert)
         .await
         .is_err());
-    wait_for("the terminator saw the refused handshake", async || {
-        proxy.refused.load(Ordering::SeqCst) >= 1
-    })
+    wait_for(
+        "the terminator saw the refused handshake",
+        WAIT,
+        async || proxy.refused.load(Ordering::SeqCst) >= 1,
+    )
     .await;
 }
 

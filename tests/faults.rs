@@ -11,6 +11,8 @@
 
 #[path = "support/intake.rs"]
 mod common;
+#[path = "support/store_counts.rs"]
+mod store_counts;
 
 use common::{fixture, test_config, Db, Harness};
 use futures_util::StreamExt;
@@ -20,12 +22,12 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::{json, Value};
-use sqlx::{Connection as _, Row};
 use std::collections::HashSet;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use store_counts::StoreCounts;
 
 fn run(cmd: &str, args: &[&str]) {
     let status = Command::new(cmd).args(args).status();
@@ -235,54 +237,15 @@ async fn referrals_and_updates_survive_broker_and_database_faults() {
     let total = answered.load(Ordering::SeqCst);
 
     // Drain: everything published, every Task accepted.
-    let mut pg = sqlx::PgConnection::connect(&common::postgres_url())
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SET search_path TO \"{}\"",
-        schema.as_deref().unwrap()
-    )))
-    .execute(&mut pg)
-    .await
-    .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    let (pending, accepted) = loop {
-        let pending: i64 = sqlx::query("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
-            .fetch_one(&mut pg)
-            .await
-            .unwrap()
-            .get(0);
-        let accepted: i64 = sqlx::query("SELECT COUNT(*) FROM search_index WHERE resource_type = 'Task' AND param = 'status' AND value = 'accepted'")
-            .fetch_one(&mut pg).await.unwrap().get(0);
-        if pending == 0 && accepted as usize >= total {
-            break (pending, accepted);
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not drained: pending {pending}, accepted {accepted} of {total}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let mut counts =
+        StoreCounts::connect(&common::postgres_url(), schema.as_deref().unwrap()).await;
+    let (pending, accepted) = counts.drained(total, Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::SeqCst);
     let _ = provider_task.await;
-    let stored: i64 =
-        sqlx::query("SELECT COUNT(*) FROM resources WHERE resource_type = 'ServiceRequest'")
-            .fetch_one(&mut pg)
-            .await
-            .unwrap()
-            .get(0);
-    let tasks: i64 = sqlx::query("SELECT COUNT(*) FROM resources WHERE resource_type = 'Task'")
-        .fetch_one(&mut pg)
-        .await
-        .unwrap()
-        .get(0);
-    let versions: i64 =
-        sqlx::query("SELECT COUNT(*) FROM resource_history WHERE resource_type = 'Task'")
-            .fetch_one(&mut pg)
-            .await
-            .unwrap()
-            .get(0);
+    let stored = counts.service_requests().await;
+    let tasks = counts.tasks().await;
+    let versions = counts.task_versions().await;
     let seen = seen.lock().unwrap().clone();
     let distinct: HashSet<&String> = seen.iter().map(|(m, _)| m).collect();
     println!("faults: {}", report.join("; "));
@@ -310,6 +273,6 @@ async fn referrals_and_updates_survive_broker_and_database_faults() {
         2 * total,
         "each update applied exactly once"
     );
-    drop(pg);
+    drop(counts);
     h.finish().await;
 }

@@ -7,7 +7,7 @@
 #[path = "support/intake.rs"]
 mod common;
 
-use common::{fixture, test_config, Db, Harness};
+use common::{fixture, test_config, wait_for, Db, Harness};
 use futures_util::StreamExt;
 use hyper::StatusCode;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions};
@@ -28,14 +28,10 @@ async fn a_full_provider_queue_holds_referrals_in_the_outbox_until_read() {
     config.broker.retry_max_ms = 400;
     let h = Harness::start_config(Db::Sqlite, config, schema, dir).await;
     let queue = h.queue("8kx42");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while h.depth(&queue).await.is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "topology never declared"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for("topology never declared", WAIT, async || {
+        h.depth(&queue).await.is_some()
+    })
+    .await;
 
     for n in 0..REFERRALS {
         let mut sr = fixture("referral/servicerequest.json");
@@ -49,11 +45,10 @@ async fn a_full_provider_queue_holds_referrals_in_the_outbox_until_read() {
     // The queue fills to its limit and no further (a quorum queue checks the limit before
     // each enqueue, so it may overshoot by the one message in flight); the rest wait in the
     // outbox.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while h.depth(&queue).await.unwrap_or(0) < LIMIT {
-        assert!(tokio::time::Instant::now() < deadline, "queue never filled");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for("queue never filled", WAIT, async || {
+        h.depth(&queue).await.unwrap_or(0) >= LIMIT
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let depth = h.depth(&queue).await.unwrap_or(0);
     assert!(depth <= LIMIT + 1, "the limit holds: depth {depth}");

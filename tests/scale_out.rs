@@ -7,6 +7,8 @@
 
 #[path = "support/intake.rs"]
 mod common;
+#[path = "support/store_counts.rs"]
+mod store_counts;
 
 use bytes::Bytes;
 use common::{amqp_url, fixture, postgres_url, Db};
@@ -20,12 +22,12 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::{json, Value};
-use sqlx::{Connection as _, Row};
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use store_counts::StoreCounts;
 
 const REFERRALS: usize = 240;
 const PROVIDER: &str = "8kx42";
@@ -296,32 +298,8 @@ async fn three_instances_survive_a_sigkill_exactly_once() {
     }
 
     // Everything drains: all referrals delivered and all Tasks accepted.
-    let mut pg = sqlx::PgConnection::connect(&postgres_url()).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SET search_path TO \"{schema}\""
-    )))
-    .execute(&mut pg)
-    .await
-    .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    let (pending, accepted_tasks) = loop {
-        let pending: i64 = sqlx::query("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
-            .fetch_one(&mut pg)
-            .await
-            .unwrap()
-            .get(0);
-        let accepted: i64 = sqlx::query(
-            "SELECT COUNT(*) FROM search_index WHERE resource_type = 'Task' AND param = 'status' AND value = 'accepted'")
-            .fetch_one(&mut pg).await.unwrap().get(0);
-        if pending == 0 && accepted as usize >= REFERRALS {
-            break (pending, accepted);
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not drained: outbox pending {pending}, accepted {accepted}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let mut counts = StoreCounts::connect(&postgres_url(), &schema).await;
+    let (pending, accepted_tasks) = counts.drained(REFERRALS, Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     provider.abort();
 
@@ -329,27 +307,10 @@ async fn three_instances_survive_a_sigkill_exactly_once() {
     let deliveries = deliveries.lock().unwrap().clone();
     let distinct_messages: HashSet<&String> = deliveries.iter().map(|(m, _)| m).collect();
     let distinct_tasks: HashSet<&String> = deliveries.iter().map(|(_, t)| t).collect();
-    let service_requests: i64 =
-        sqlx::query("SELECT COUNT(*) FROM resources WHERE resource_type = 'ServiceRequest'")
-            .fetch_one(&mut pg)
-            .await
-            .unwrap()
-            .get(0);
-    let tasks: i64 = sqlx::query("SELECT COUNT(*) FROM resources WHERE resource_type = 'Task'")
-        .fetch_one(&mut pg)
-        .await
-        .unwrap()
-        .get(0);
-    let tasks_per_referral: i64 = sqlx::query(
-        "SELECT COALESCE(MAX(n), 0) FROM (SELECT value, COUNT(*) AS n FROM search_index \
-         WHERE resource_type = 'Task' AND param = 'based-on' AND value LIKE 'ServiceRequest/%' GROUP BY value) t")
-        .fetch_one(&mut pg).await.unwrap().get(0);
-    let task_versions: i64 =
-        sqlx::query("SELECT COUNT(*) FROM resource_history WHERE resource_type = 'Task'")
-            .fetch_one(&mut pg)
-            .await
-            .unwrap()
-            .get(0);
+    let service_requests = counts.service_requests().await;
+    let tasks = counts.tasks().await;
+    let tasks_per_referral = counts.most_tasks_per_referral().await;
+    let task_versions = counts.task_versions().await;
     println!(
         "scale-out: {REFERRALS} referrals over 3 instances, instance 2 SIGKILLed after {killed_at} answers and restarted\n  \
          answered 2xx: {}\n  ServiceRequests stored: {service_requests}; Tasks stored: {tasks}; most Tasks per referral: {tasks_per_referral}\n  \
@@ -386,7 +347,7 @@ async fn three_instances_survive_a_sigkill_exactly_once() {
     for i in instances.iter_mut() {
         i.stop();
     }
-    drop(pg);
+    drop(counts);
     let _ = config;
     common::drop_schema(&schema).await;
     // Queues and exchanges of this prefix.

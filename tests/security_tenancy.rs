@@ -6,7 +6,7 @@
 #[path = "support/intake.rs"]
 mod common;
 
-use common::{amqp_header, fixture, test_config, Db, Harness};
+use common::{amqp_header, fixture, test_config, wait_for, Db, Harness};
 use hyper::{Method, StatusCode};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::BasicProperties;
@@ -21,18 +21,11 @@ async fn start() -> Harness {
     let (config, schema, dir) = test_config(Db::Sqlite, &common::amqp_url());
     let h = Harness::start_config(Db::Sqlite, config, schema, dir).await;
     assert!(h.base().starts_with("https://"));
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while h
-        .depth(&format!("{}.task-updates", h.prefix))
-        .await
-        .is_none()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "topology never declared"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let updates = format!("{}.task-updates", h.prefix);
+    wait_for("topology never declared", WAIT, async || {
+        h.depth(&updates).await.is_some()
+    })
+    .await;
     h
 }
 

@@ -9,8 +9,10 @@
 mod common;
 #[path = "support/hook.rs"]
 mod hook;
+#[path = "support/inbox.rs"]
+mod provider_inbox;
 
-use common::{amqp_header, fixture, test_config, Db, Harness};
+use common::{amqp_header, fixture, test_config, wait_for, Db, Harness};
 use futures_util::StreamExt;
 use hook::Hook;
 use hyper::{Method, StatusCode};
@@ -45,18 +47,11 @@ async fn start(db: Db) -> Harness {
     config.notify.requester_queues = vec![requester_ods().into()];
     let h = Harness::start_config(db, config, schema, dir).await;
     // The consumer declares the topology once it has connected.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while h
-        .depth(&format!("{}.task-updates", h.prefix))
-        .await
-        .is_none()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "topology never declared"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let updates = format!("{}.task-updates", h.prefix);
+    wait_for("topology never declared", WAIT, async || {
+        h.depth(&updates).await.is_some()
+    })
+    .await;
     h
 }
 
@@ -146,18 +141,14 @@ async fn end_to_end_over_amqp(db: Db) {
     let task_id = refer(&h, "KBS-E2E-1").await;
 
     // The provider's inbox receives the referral and records it as received.
-    let mut seen = Vec::new();
-    let handled = inbox::run(&settings(&h, PROVIDER), Some(1), |s| seen.push(s.clone()))
-        .await
-        .unwrap();
-    assert_eq!(handled, 1);
-    assert_eq!(seen[0].task_id, task_id);
-    assert!(!seen[0].reason.is_empty());
+    let seen = provider_inbox::receive_one(&settings(&h, PROVIDER), WAIT).await;
+    assert_eq!(seen.task_id, task_id);
+    assert!(!seen.reason.is_empty());
     task_at(&h, &task_id, 2).await;
 
     // Accept, start, complete over AMQP.
+    provider_inbox::accept(&settings(&h, PROVIDER), &task_id).await;
     for action in [
-        TaskAction::Accept,
         TaskAction::Start,
         TaskAction::Complete {
             outcome: "Eight weeks of befriending; now attends two groups".into(),

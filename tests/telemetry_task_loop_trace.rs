@@ -13,12 +13,14 @@ mod common;
 mod hook;
 #[path = "support/otlp.rs"]
 mod otlp;
+#[path = "support/inbox.rs"]
+mod provider_inbox;
 
-use common::{amqp_header, fixture, test_config, Db, Harness};
+use common::{amqp_header, fixture, test_config, wait_for, Db, Harness};
 use hyper::StatusCode;
 use serde_json::json;
 use spbridge::config::{LogFormat, TelemetryConfig};
-use spbridge::inbox::{self, InboxSettings};
+use spbridge::inbox::InboxSettings;
 use std::time::Duration;
 
 const CALLER_TRACE: &str = "5bf92f3577b34da6a3ce929d0e0e4736";
@@ -69,15 +71,13 @@ fn provider_update_and_notification_join_the_referral_trace() {
         let answer = h.post("/", &fixture("referral-transaction-bundle.json"), &[("traceparent", &traceparent)]).await;
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
         // Wait for the topology, then let the provider's inbox receive it.
-        while h.depth(&format!("{}.task-updates", h.prefix)).await.is_none() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let mut task_id = String::new();
+        let updates = format!("{}.task-updates", h.prefix);
+        wait_for("topology never declared", WAIT, async || h.depth(&updates).await.is_some()).await;
         let settings = InboxSettings { amqp_url: common::amqp_url(), tls: Default::default(), prefix: h.prefix.clone(), provider_id: "8kx42".into() };
         // Peek at the referral's trace context as the provider received it.
         let depth_ok = h.depth(&h.queue("8kx42")).await;
         assert!(depth_ok.is_some());
-        inbox::run(&settings, Some(1), |s| task_id = s.task_id.clone()).await.unwrap();
+        let task_id = provider_inbox::receive_one(&settings, WAIT).await.task_id;
         hook.wait_for(1, WAIT).await;
         let received = &hook.received()[0];
         let tp = received.headers.get("traceparent").map(|v| v.to_str().unwrap().to_string());

@@ -84,6 +84,15 @@ pub fn fixture(path: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// Poll `done` every 50 ms until it holds; fails the test with `what` once `wait` has passed.
+pub async fn wait_for(what: &str, wait: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + wait;
+    while !done().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub struct Harness {
     pub running: Option<Running>,
     pub config: Config,
