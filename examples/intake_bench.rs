@@ -9,6 +9,10 @@
 //! the ratio. Needs RabbitMQ (SPBRIDGE_TEST_AMQP_URL) and, for postgres,
 //! SPBRIDGE_TEST_POSTGRES_URL. Removes its queues, exchanges and schema.
 
+/// The allocator `spbridge` itself uses, so the figures match the binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};

@@ -19,6 +19,10 @@
 //! whether anything grows without bound. Each referral has a unique placer identifier, so
 //! none is refused as a duplicate.
 
+/// The allocator `spbridge` itself uses, so the figures match the binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Full};

@@ -11,6 +11,10 @@
 //! pipelined confirms and a consumer acking each message, same body size, a quorum
 //! queue — the broker round trip alone. Prints both and the ratio.
 
+/// The allocator `spbridge` itself uses, so the figures match the binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};

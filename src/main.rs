@@ -5,6 +5,12 @@
 
 mod commands;
 
+/// mimalloc rather than the system allocator: a referral's request, validation and store
+/// work allocate many short-lived JSON values across threads, where glibc malloc spent
+/// about 16 % of the intake path's CPU (BENCHMARKS.md, "Intake end to end").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -185,7 +185,7 @@ impl Intake {
         let provider = decision.provider.clone();
         tracing::info!(provider = %provider.id, reason = ?decision.reason, "referral routed");
 
-        let task_id = uuid::Uuid::new_v4().to_string();
+        let task_id = crate::store::new_id();
         let task = new_task(&submission, &provider, &requester);
         let mut tags = vec![tenancy::provider_tag(&provider.id)];
         tags.extend(requester.ods.as_deref().map(tenancy::requester_tag));
@@ -230,7 +230,7 @@ impl Intake {
             Some((tp, submission.tracestate.clone()))
         });
         let context = provider_message::MessageContext {
-            message_id: uuid::Uuid::new_v4().to_string(),
+            message_id: crate::store::new_id(),
             provider: provider.clone(),
             source_endpoint: self.config.source_endpoint.clone(),
             base_url: submission.base_url.clone(),
@@ -260,6 +260,7 @@ impl Intake {
                 vec![provider_message::outbox_row(&context, stored)]
             })),
             notifications: Vec::new(),
+            search_rows: Vec::new(),
         };
         match self.store.commit(unit).await? {
             CommitOutcome::Duplicate { refs, .. } => Ok(AcceptOutcome::Duplicate(refs)),

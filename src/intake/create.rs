@@ -63,7 +63,7 @@ pub(crate) async fn handle(intake: &Intake, request: ApiRequest) -> ApiResponse 
         return unprocessable(&outcome);
     }
     let mut service_request = body;
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = crate::store::new_id();
     if let Value::Object(map) = &mut service_request {
         map.insert("id".into(), Value::String(id.clone()));
     }

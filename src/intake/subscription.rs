@@ -39,7 +39,7 @@ pub(crate) async fn create(intake: &Intake, request: ApiRequest) -> ApiResponse 
     if found.has_errors() {
         return unprocessable(&found);
     }
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = crate::store::new_id();
     let unit = WriteUnit {
         writes: vec![ResourceWrite {
             resource_type: "Subscription".into(),

@@ -80,7 +80,7 @@ pub(crate) fn prepare_entries(
         }
         let id = match assign_new(index, entry) {
             Ok(Some(id)) => id,
-            Ok(None) => uuid::Uuid::new_v4().to_string(),
+            Ok(None) => crate::store::new_id(),
             Err(issue) => {
                 outcome.push(issue.at(at));
                 continue;

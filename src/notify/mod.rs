@@ -39,7 +39,7 @@ pub fn notifications_for(
         .iter()
         .filter(|s| s.wants(task))
         .map(|s| NewNotification {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: crate::store::new_id(),
             subscription_id: s.id.clone(),
             resource_type: "Task".into(),
             resource_id: task_id.to_string(),

@@ -1,12 +1,13 @@
 //! The audit trail: AuditEvent resources appended to `resources`.
 //!
-//! Owns: writing one AuditEvent (resource row, history row and its search-index
-//! rows) in its own transaction. Reading and searching go through the ordinary
+//! Owns: writing one AuditEvent (resource row, history row and its search-index rows)
+//! through `Store::commit`, so audit writes share the group-commit writer's transactions
+//! with the requests they describe. Reading and searching go through the ordinary
 //! `Store::read` / `Store::search`.
 //! Must not: build AuditEvents (auth::audit does) or write any other resource type.
 
-use super::{instant_text, now_millis, Store, StoreError, StoredResource};
-use serde_json::{json, Value};
+use super::{CommitOutcome, ResourceWrite, Store, StoreError, StoredResource, WriteUnit};
+use serde_json::Value;
 
 /// Resource type of audit records.
 pub const AUDIT_EVENT: &str = "AuditEvent";
@@ -15,54 +16,25 @@ impl Store {
     /// Append an AuditEvent with a fresh id; `index` are its `(param, value)` search rows.
     pub async fn append_audit_event(
         &self,
-        mut resource: Value,
+        resource: Value,
         index: &[(&'static str, String)],
     ) -> Result<StoredResource, StoreError> {
-        let id = uuid::Uuid::new_v4().to_string();
-        let now = now_millis();
-        if let Value::Object(map) = &mut resource {
-            map.insert("resourceType".into(), json!(AUDIT_EVENT));
-            map.insert("id".into(), json!(id));
-            map.insert(
-                "meta".into(),
-                json!({"versionId": "1", "lastUpdated": instant_text(now)}),
-            );
+        let unit = WriteUnit {
+            writes: vec![ResourceWrite {
+                resource_type: AUDIT_EVENT.into(),
+                id: crate::store::new_id(),
+                resource,
+                if_match: None,
+            }],
+            search_rows: index
+                .iter()
+                .map(|(param, value)| (0, *param, value.clone()))
+                .collect(),
+            ..Default::default()
+        };
+        match self.commit(unit).await? {
+            CommitOutcome::Committed(mut stored) if !stored.is_empty() => Ok(stored.remove(0)),
+            _ => Err(StoreError::Corrupt("audit event not written".into())),
         }
-        let content = resource.to_string();
-        let mut tx = self.begin_write().await?;
-        for statement in [
-            "INSERT INTO resources (resource_type, id, version_id, last_updated, content) \
-             VALUES ($1, $2, $3, $4, $5)",
-            "INSERT INTO resource_history (resource_type, id, version_id, last_updated, content) \
-             VALUES ($1, $2, $3, $4, $5)",
-        ] {
-            sqlx::query(statement)
-                .bind(AUDIT_EVENT)
-                .bind(id.clone())
-                .bind(1_i64)
-                .bind(now)
-                .bind(content.clone())
-                .execute(&mut *tx)
-                .await?;
-        }
-        for (param, value) in index {
-            sqlx::query(
-                "INSERT INTO search_index (resource_type, id, param, value) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(AUDIT_EVENT)
-            .bind(id.clone())
-            .bind(*param)
-            .bind(value.clone())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(StoredResource {
-            resource_type: AUDIT_EVENT.into(),
-            id,
-            version_id: 1,
-            last_updated: now,
-            resource,
-        })
     }
 }

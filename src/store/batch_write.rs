@@ -32,27 +32,30 @@ impl Store {
         let mut tx = self.begin_write().await?;
 
         // 1. Current versions; units whose If-Match no longer holds write nothing.
-        let targets: Vec<Vec<Bind>> = units
-            .iter()
-            .flat_map(|u| u.writes.iter())
-            .map(|w| {
-                vec![
-                    Bind::Text(w.resource_type.clone()),
-                    Bind::Text(w.id.clone()),
-                ]
-            })
-            .collect();
+        // Per resource type, so that both databases look ids up in the primary key (a
+        // row-value `IN (VALUES …)` made SQLite scan the whole table).
         let mut current: HashMap<ResourceKey, i64> = HashMap::new();
-        for row in run_rows(
-            &mut tx,
-            "SELECT resource_type, id, version_id FROM resources WHERE (resource_type, id) IN (VALUES",
-            "(?1, ?2)",
-            ")",
-            &targets,
-        )
-        .await?
-        {
-            current.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
+        for (rtype, ids) in ids_by_type(
+            units
+                .iter()
+                .flat_map(|u| u.writes.iter())
+                .map(|w| (&w.resource_type, &w.id)),
+        ) {
+            for row in run_rows(
+                &mut tx,
+                (
+                    "SELECT resource_type, id, version_id FROM resources \
+                     WHERE resource_type = ?1 AND id IN (",
+                    &[Bind::Text(rtype)],
+                ),
+                "?1",
+                ")",
+                &ids,
+            )
+            .await?
+            {
+                current.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
+            }
         }
         for (i, unit) in units.iter().enumerate() {
             let conflict = unit.writes.iter().find(|w| {
@@ -82,7 +85,10 @@ impl Store {
         let mut claimed: HashSet<String> = HashSet::new();
         for row in run_rows(
             &mut tx,
-            "INSERT INTO idempotency_keys (key, refs, created_at) VALUES",
+            (
+                "INSERT INTO idempotency_keys (key, refs, created_at) VALUES",
+                &[],
+            ),
             "(?1, ?2, ?3)",
             "ON CONFLICT (key) DO NOTHING RETURNING key",
             &claims,
@@ -107,7 +113,7 @@ impl Store {
         if !duplicates.is_empty() {
             run_rows(
                 &mut tx,
-                "DELETE FROM idempotency_keys WHERE key IN (",
+                ("DELETE FROM idempotency_keys WHERE key IN (", &[]),
                 "?1",
                 ")",
                 &give_back,
@@ -120,7 +126,7 @@ impl Store {
             let mut refs: HashMap<String, Value> = HashMap::new();
             for row in run_rows(
                 &mut tx,
-                "SELECT key, refs FROM idempotency_keys WHERE key IN (",
+                ("SELECT key, refs FROM idempotency_keys WHERE key IN (", &[]),
                 "?1",
                 ")",
                 &wanted,
@@ -141,14 +147,14 @@ impl Store {
         // 3. The writes of every unit still in play.
         let mut resource_rows = Vec::new();
         let mut history_rows = Vec::new();
-        let mut replaced = Vec::new();
+        let mut replaced: Vec<ResourceKey> = Vec::new();
         let mut index_rows = Vec::new();
         let mut outbox_rows = Vec::new();
         let mut notification_rows = Vec::new();
         let mut committed: Vec<(usize, Vec<StoredResource>)> = Vec::new();
         for (i, unit) in live(units, &outcomes) {
             let mut stored = Vec::with_capacity(unit.writes.len());
-            for write in &unit.writes {
+            for (position, write) in unit.writes.iter().enumerate() {
                 let key = (write.resource_type.clone(), write.id.clone());
                 let existing = current.get(&key).copied();
                 let version = existing.unwrap_or(0) + 1;
@@ -165,12 +171,17 @@ impl Store {
                 history_rows.push(row.clone());
                 resource_rows.push(row);
                 if existing.is_some() {
-                    replaced.push(vec![
-                        Bind::Text(write.resource_type.clone()),
-                        Bind::Text(write.id.clone()),
-                    ]);
+                    replaced.push((write.resource_type.clone(), write.id.clone()));
                 }
-                for (param, value) in search_index::extract(&write.resource_type, &resource) {
+                let given = unit
+                    .search_rows
+                    .iter()
+                    .filter(|(i, _, _)| *i == position)
+                    .map(|(_, param, value)| (*param, value.clone()));
+                for (param, value) in search_index::extract(&write.resource_type, &resource)
+                    .into_iter()
+                    .chain(given)
+                {
                     index_rows.push(vec![
                         Bind::Text(write.resource_type.clone()),
                         Bind::Text(write.id.clone()),
@@ -203,6 +214,7 @@ impl Store {
                     Bind::OptText(m.traceparent),
                     Bind::OptText(m.tracestate),
                     Bind::Int(now),
+                    Bind::Int(now),
                 ]);
             }
             for n in &unit.notifications {
@@ -216,13 +228,14 @@ impl Store {
                     Bind::OptText(n.traceparent.clone()),
                     Bind::OptText(n.tracestate.clone()),
                     Bind::Int(now),
+                    Bind::Int(now),
                 ]);
             }
             committed.push((i, stored));
         }
         run_rows(
             &mut tx,
-            "INSERT INTO resources (resource_type, id, version_id, last_updated, content) VALUES",
+            ("INSERT INTO resources (resource_type, id, version_id, last_updated, content) VALUES", &[]),
             "(?1, ?2, ?3, ?4, ?5)",
             "ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id, \
              last_updated = excluded.last_updated, content = excluded.content",
@@ -231,23 +244,31 @@ impl Store {
         .await?;
         run_rows(
             &mut tx,
-            "INSERT INTO resource_history (resource_type, id, version_id, last_updated, content) VALUES",
+            ("INSERT INTO resource_history (resource_type, id, version_id, last_updated, content) VALUES", &[]),
             "(?1, ?2, ?3, ?4, ?5)",
             "",
             &history_rows,
         )
         .await?;
+        for (rtype, ids) in ids_by_type(replaced.iter().map(|(t, i)| (t, i))) {
+            run_rows(
+                &mut tx,
+                (
+                    "DELETE FROM search_index WHERE resource_type = ?1 AND id IN (",
+                    &[Bind::Text(rtype)],
+                ),
+                "?1",
+                ")",
+                &ids,
+            )
+            .await?;
+        }
         run_rows(
             &mut tx,
-            "DELETE FROM search_index WHERE (resource_type, id) IN (VALUES",
-            "(?1, ?2)",
-            ")",
-            &replaced,
-        )
-        .await?;
-        run_rows(
-            &mut tx,
-            "INSERT INTO search_index (resource_type, id, param, value) VALUES",
+            (
+                "INSERT INTO search_index (resource_type, id, param, value) VALUES",
+                &[],
+            ),
             "(?1, ?2, ?3, ?4)",
             "",
             &index_rows,
@@ -255,18 +276,26 @@ impl Store {
         .await?;
         run_rows(
             &mut tx,
-            "INSERT INTO outbox (id, destination, routing_key, message_type, content_type, profile, \
-             body, correlation_id, traceparent, tracestate, created_at, attempts, next_attempt_at) VALUES",
-            "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?11)",
+            (
+                "INSERT INTO outbox (id, destination, routing_key, message_type, content_type, \
+                 profile, body, correlation_id, traceparent, tracestate, created_at, attempts, \
+                 next_attempt_at) VALUES",
+                &[],
+            ),
+            "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12)",
             "",
             &outbox_rows,
         )
         .await?;
         run_rows(
             &mut tx,
-            "INSERT INTO notifications (id, subscription_id, resource_type, resource_id, version_id, \
-             correlation_id, traceparent, tracestate, created_at, attempts, next_attempt_at) VALUES",
-            "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?9)",
+            (
+                "INSERT INTO notifications (id, subscription_id, resource_type, resource_id, \
+                 version_id, correlation_id, traceparent, tracestate, created_at, attempts, \
+                 next_attempt_at) VALUES",
+                &[],
+            ),
+            "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10)",
             "",
             &notification_rows,
         )
@@ -287,6 +316,21 @@ impl Store {
             .map(|o| o.unwrap_or_else(|| Err(StoreError::Corrupt("unit left unanswered".into()))))
             .collect())
     }
+}
+
+/// Ids grouped by resource type, as one-bind rows for `run_rows`.
+fn ids_by_type<'a>(
+    pairs: impl Iterator<Item = (&'a String, &'a String)>,
+) -> Vec<(String, Vec<Vec<Bind>>)> {
+    let mut grouped: Vec<(String, Vec<Vec<Bind>>)> = Vec::new();
+    for (rtype, id) in pairs {
+        let row = vec![Bind::Text(id.clone())];
+        match grouped.iter_mut().find(|(t, _)| t == rtype) {
+            Some((_, ids)) => ids.push(row),
+            None => grouped.push((rtype.clone(), vec![row])),
+        }
+    }
+    grouped
 }
 
 /// Units that have no outcome yet, with their positions.

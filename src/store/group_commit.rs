@@ -85,8 +85,16 @@ async fn run_writer(writer: Store, mut requests: mpsc::Receiver<CommitRequest>) 
             }
         }
         let batch = take_disjoint(&mut waiting);
-        writer.writer_counters.record(batch.len());
+        let units = batch.len();
+        writer.writer_counters.record(units);
+        let started = std::time::Instant::now();
         write_and_answer(&writer, batch).await;
+        tracing::debug!(
+            units,
+            queued = waiting.len() + requests.len(),
+            micros = started.elapsed().as_micros() as u64,
+            "store batch written"
+        );
     }
 }
 

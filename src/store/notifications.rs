@@ -34,7 +34,7 @@ pub struct PendingNotification {
 }
 
 pub(super) async fn insert_notification(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    conn: &mut sqlx::AnyConnection,
     n: &NewNotification,
     now: i64,
 ) -> Result<(), StoreError> {
@@ -52,7 +52,7 @@ pub(super) async fn insert_notification(
     .bind(n.traceparent.clone())
     .bind(n.tracestate.clone())
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

@@ -46,7 +46,7 @@ pub struct OutboxStats {
 }
 
 pub(super) async fn insert_outbox(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    conn: &mut sqlx::AnyConnection,
     m: &NewOutboxMessage,
     now: i64,
 ) -> Result<(), StoreError> {
@@ -66,7 +66,7 @@ pub(super) async fn insert_outbox(
     .bind(m.traceparent.clone())
     .bind(m.tracestate.clone())
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

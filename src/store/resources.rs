@@ -46,6 +46,9 @@ pub struct WriteUnit {
     pub outbox_from_stored: Option<OutboxFromStored>,
     /// Rest-hook notifications announcing the versions written.
     pub notifications: Vec<NewNotification>,
+    /// Search rows `(i, param, value)` for `writes[i]` that the caller computed, added to
+    /// those `search_index::extract` finds (audit events index facts not in the resource).
+    pub search_rows: Vec<(usize, &'static str, String)>,
 }
 
 /// Result of a commit.
@@ -123,7 +126,7 @@ impl Store {
         }
         let mut stored = Vec::with_capacity(unit.writes.len());
         let mut index_rows: Vec<(String, String, &'static str, String)> = Vec::new();
-        for write in unit.writes {
+        for (position, write) in unit.writes.into_iter().enumerate() {
             let current: Option<i64> = sqlx::query(
                 "SELECT version_id FROM resources WHERE resource_type = $1 AND id = $2",
             )
@@ -174,7 +177,15 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            for (param, value) in search_index::extract(&write.resource_type, &resource) {
+            let given = unit
+                .search_rows
+                .iter()
+                .filter(|(i, _, _)| *i == position)
+                .map(|(_, param, value)| (*param, value.clone()));
+            for (param, value) in search_index::extract(&write.resource_type, &resource)
+                .into_iter()
+                .chain(given)
+            {
                 index_rows.push((write.resource_type.clone(), write.id.clone(), param, value));
             }
             stored.push(StoredResource {

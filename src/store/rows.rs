@@ -48,9 +48,12 @@ fn chunk_sizes(mut n: usize) -> Vec<usize> {
     sizes
 }
 
-/// A row's placeholder tuple: `shape` uses `?1`, `?2`, … for the row's own binds, e.g.
-/// `(?1, ?2, 0, ?2)`; they are renumbered to `$n` after `offset` earlier binds.
-fn row_placeholders(shape: &str, offset: usize) -> String {
+/// A row's placeholder tuple: `shape` uses `?1`, `?2`, … for the row's own binds, each
+/// once and in order, e.g. `(?1, ?2, 0, ?3)`. PostgreSQL: renumbered to `$n` after
+/// `offset` earlier binds. SQLite: plain `?` — SQLite resolves every *named* parameter
+/// (`$n`, `?n`) by a linear scan when the driver binds it, which made a 64-row statement
+/// quadratic to bind.
+fn row_placeholders(shape: &str, offset: usize, numbered: bool) -> String {
     let mut out = String::with_capacity(shape.len() + 8);
     let mut chars = shape.chars().peekable();
     while let Some(c) = chars.next() {
@@ -64,42 +67,49 @@ fn row_placeholders(shape: &str, offset: usize) -> String {
             chars.next();
         }
         let n: usize = digits.parse().unwrap_or(1);
-        out.push('$');
-        out.push_str(&(offset + n).to_string());
+        if numbered {
+            out.push('$');
+            out.push_str(&(offset + n).to_string());
+        } else {
+            out.push('?');
+        }
     }
     out
 }
 
 /// Run `{head} {row}, {row}, … {tail}` for every row (each row has the same number of
 /// binds, `shape` placeholders `?1..?k`), returning any rows the statements return.
+/// `lead` are binds of placeholders in `head` (written `?1..?j` there), bound first in
+/// every chunk.
 pub(super) async fn run_rows(
     conn: &mut sqlx::AnyConnection,
-    head: &str,
+    (head, lead): (&str, &[Bind]),
     shape: &str,
     tail: &str,
     rows: &[Vec<Bind>],
 ) -> Result<Vec<AnyRow>, StoreError> {
+    let numbered = conn.backend_name() != "SQLite";
     let mut returned = Vec::new();
     let mut start = 0;
     for size in chunk_sizes(rows.len()) {
         let chunk = &rows[start..start + size];
         start += size;
         let mut sql = String::with_capacity(head.len() + tail.len() + size * (shape.len() + 8));
-        sql.push_str(head);
-        let mut offset = 0;
+        sql.push_str(&row_placeholders(head, 0, numbered));
+        let mut offset = lead.len();
         for (i, row) in chunk.iter().enumerate() {
             if i > 0 {
                 sql.push_str(", ");
             } else {
                 sql.push(' ');
             }
-            sql.push_str(&row_placeholders(shape, offset));
+            sql.push_str(&row_placeholders(shape, offset, numbered));
             offset += row.len();
         }
         sql.push(' ');
         sql.push_str(tail);
         let mut query = sqlx::query(AssertSqlSafe(sql));
-        for bind in chunk.iter().flatten() {
+        for bind in lead.iter().chain(chunk.iter().flatten()) {
             query = bind.bind(query);
         }
         returned.extend(query.fetch_all(&mut *conn).await?);
@@ -124,8 +134,18 @@ mod tests {
 
     #[test]
     fn placeholders_are_renumbered_per_row() {
-        assert_eq!(row_placeholders("(?1, ?2, 0, ?2)", 0), "($1, $2, 0, $2)");
-        assert_eq!(row_placeholders("(?1, ?2, 0, ?2)", 2), "($3, $4, 0, $4)");
-        assert_eq!(row_placeholders("(?1, ?10)", 10), "($11, $20)");
+        assert_eq!(
+            row_placeholders("(?1, ?2, 0, ?3)", 0, true),
+            "($1, $2, 0, $3)"
+        );
+        assert_eq!(
+            row_placeholders("(?1, ?2, 0, ?3)", 3, true),
+            "($4, $5, 0, $6)"
+        );
+        assert_eq!(row_placeholders("(?1, ?10)", 10, true), "($11, $20)");
+        assert_eq!(
+            row_placeholders("(?1, ?2, 0, ?3)", 3, false),
+            "(?, ?, 0, ?)"
+        );
     }
 }

@@ -391,7 +391,7 @@ impl Workflow {
                 };
                 if let Some(ods) = &requester_queue {
                     rows.push(NewOutboxMessage {
-                        id: uuid::Uuid::new_v4().to_string(),
+                        id: crate::store::new_id(),
                         destination: NOTIFICATIONS_DESTINATION.into(),
                         routing_key: super::requester_routing_key(ods),
                         message_type: TASK_UPDATE_MESSAGE_TYPE.into(),
@@ -416,6 +416,7 @@ impl Workflow {
                 rows
             })),
             notifications,
+            search_rows: Vec::new(),
         };
         match self.store.commit(unit).await? {
             CommitOutcome::Duplicate { refs, .. } => Ok(duplicate(&refs, task_id)),
@@ -509,7 +510,7 @@ impl Workflow {
         }
         tracing::info!(provider = %provider.id, previous_owner = owner_value(&sr.resource).unwrap_or(""), "referral forwarded");
         Ok(MessageContext {
-            message_id: uuid::Uuid::new_v4().to_string(),
+            message_id: crate::store::new_id(),
             provider: provider.clone(),
             source_endpoint: self.intake.source_endpoint.clone(),
             base_url: update.base_url.clone(),
