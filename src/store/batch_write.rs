@@ -10,9 +10,9 @@
 //! apart), or answer callers (it returns one outcome per unit; an `Err` for the whole
 //! batch means nothing was written and the caller retries unit by unit).
 
-use super::resources::{stamp, CommitOutcome, WriteUnit};
+use super::prepared::Prepared;
+use super::resources::{CommitOutcome, WriteUnit};
 use super::rows::{run_rows, Bind};
-use super::search_index;
 use super::{now_millis, Store, StoreError, StoredResource};
 use serde_json::Value;
 use sqlx::Row;
@@ -25,6 +25,7 @@ impl Store {
     pub(super) async fn write_batch(
         &self,
         units: &[&WriteUnit],
+        mut prepared: Vec<Option<Prepared>>,
     ) -> Result<Vec<Result<CommitOutcome, StoreError>>, StoreError> {
         let now = now_millis();
         let mut outcomes: Vec<Option<Result<CommitOutcome, StoreError>>> =
@@ -153,53 +154,47 @@ impl Store {
         let mut notification_rows = Vec::new();
         let mut committed: Vec<(usize, Vec<StoredResource>)> = Vec::new();
         for (i, unit) in live(units, &outcomes) {
-            let mut stored = Vec::with_capacity(unit.writes.len());
-            for (position, write) in unit.writes.iter().enumerate() {
-                let key = (write.resource_type.clone(), write.id.clone());
-                let existing = current.get(&key).copied();
-                let version = existing.unwrap_or(0) + 1;
-                let mut resource = write.resource.clone();
-                stamp(&mut resource, &write.resource_type, &write.id, version, now);
-                let content = resource.to_string();
+            let version_of = |k: usize| {
+                let w = &unit.writes[k];
+                current
+                    .get(&(w.resource_type.clone(), w.id.clone()))
+                    .map_or(1, |v| v + 1)
+            };
+            // Rendered by the caller with predicted versions; again here if one is wrong.
+            let mut rendered = prepared[i]
+                .take()
+                .unwrap_or_else(|| Prepared::render(unit, now, version_of));
+            if !rendered.versions_hold(version_of) {
+                rendered = Prepared::render(unit, rendered.now, version_of);
+            }
+            let Prepared {
+                now: unit_now,
+                stored,
+                contents,
+                indexes,
+                outbox,
+            } = rendered;
+            for ((s, content), index) in stored.iter().zip(contents).zip(indexes) {
                 let row = vec![
-                    Bind::Text(write.resource_type.clone()),
-                    Bind::Text(write.id.clone()),
-                    Bind::Int(version),
-                    Bind::Int(now),
+                    Bind::Text(s.resource_type.clone()),
+                    Bind::Text(s.id.clone()),
+                    Bind::Int(s.version_id),
+                    Bind::Int(unit_now),
                     Bind::Text(content),
                 ];
                 history_rows.push(row.clone());
                 resource_rows.push(row);
-                if existing.is_some() {
-                    replaced.push((write.resource_type.clone(), write.id.clone()));
+                if s.version_id > 1 {
+                    replaced.push((s.resource_type.clone(), s.id.clone()));
                 }
-                let given = unit
-                    .search_rows
-                    .iter()
-                    .filter(|(i, _, _)| *i == position)
-                    .map(|(_, param, value)| (*param, value.clone()));
-                for (param, value) in search_index::extract(&write.resource_type, &resource)
-                    .into_iter()
-                    .chain(given)
-                {
+                for (param, value) in index {
                     index_rows.push(vec![
-                        Bind::Text(write.resource_type.clone()),
-                        Bind::Text(write.id.clone()),
+                        Bind::Text(s.resource_type.clone()),
+                        Bind::Text(s.id.clone()),
                         Bind::Text(param.to_string()),
                         Bind::Text(value),
                     ]);
                 }
-                stored.push(StoredResource {
-                    resource_type: write.resource_type.clone(),
-                    id: write.id.clone(),
-                    version_id: version,
-                    last_updated: now,
-                    resource,
-                });
-            }
-            let mut outbox = unit.outbox.clone();
-            if let Some(build) = &unit.outbox_from_stored {
-                outbox.extend(build(&stored));
             }
             for m in outbox {
                 outbox_rows.push(vec![
@@ -213,8 +208,8 @@ impl Store {
                     Bind::OptText(m.correlation_id),
                     Bind::OptText(m.traceparent),
                     Bind::OptText(m.tracestate),
-                    Bind::Int(now),
-                    Bind::Int(now),
+                    Bind::Int(unit_now),
+                    Bind::Int(unit_now),
                 ]);
             }
             for n in &unit.notifications {

@@ -15,6 +15,7 @@
 //! trips and a commit each; a batch of N referrals costs about ten multi-row statements
 //! and one commit in all (see `batch_write`).
 
+use super::prepared::Prepared;
 use super::{CommitOutcome, Store, StoreError, WriteUnit};
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,6 +59,8 @@ const QUEUE_DEPTH: usize = 4096;
 /// A unit waiting for the writer, with the way back to its caller.
 pub(super) struct CommitRequest {
     pub unit: WriteUnit,
+    /// The unit's rows, rendered by the caller (`None`: the writer renders them).
+    pub prepared: Option<Prepared>,
     pub reply: oneshot::Sender<Result<CommitOutcome, StoreError>>,
 }
 
@@ -141,16 +144,10 @@ fn take_disjoint(waiting: &mut VecDeque<CommitRequest>) -> Vec<CommitRequest> {
 }
 
 /// Write a batch and answer its callers; on failure, write each unit on its own.
-async fn write_and_answer(writer: &Store, batch: Vec<CommitRequest>) {
-    if batch.len() == 1 {
-        for request in batch {
-            let outcome = writer.commit_one(request.unit).await;
-            let _ = request.reply.send(outcome);
-        }
-        return;
-    }
+async fn write_and_answer(writer: &Store, mut batch: Vec<CommitRequest>) {
+    let prepared: Vec<Option<Prepared>> = batch.iter_mut().map(|r| r.prepared.take()).collect();
     let units: Vec<&WriteUnit> = batch.iter().map(|r| &r.unit).collect();
-    match writer.write_batch(&units).await {
+    match writer.write_batch(&units, prepared).await {
         Ok(outcomes) => {
             for (request, outcome) in batch.into_iter().zip(outcomes) {
                 let _ = request.reply.send(outcome);
@@ -194,6 +191,7 @@ mod tests {
                     .collect(),
                 ..Default::default()
             },
+            prepared: None,
             reply,
         }
     }

@@ -16,6 +16,7 @@ mod connect;
 mod group_commit;
 mod notifications;
 mod outbox;
+mod prepared;
 mod replay;
 mod resources;
 mod rows;

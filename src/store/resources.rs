@@ -7,6 +7,7 @@
 use super::group_commit::CommitRequest;
 use super::notifications::{insert_notification, NewNotification};
 use super::outbox::{insert_outbox, NewOutboxMessage};
+use super::prepared::Prepared;
 use super::rows::Bind;
 use super::search_index::{self, SearchQuery, SearchResult, TimeBound};
 use super::{instant_text, now_millis, Store, StoreError, StoredResource};
@@ -87,8 +88,13 @@ impl Store {
         match &self.writer {
             Some(queue) => {
                 let (reply, answer) = tokio::sync::oneshot::channel();
+                let prepared = Some(Prepared::predict(&unit, now_millis()));
                 queue
-                    .send(CommitRequest { unit, reply })
+                    .send(CommitRequest {
+                        unit,
+                        prepared,
+                        reply,
+                    })
                     .await
                     .map_err(|_| StoreError::WriterStopped)?;
                 answer.await.map_err(|_| StoreError::WriterStopped)?
