@@ -1,7 +1,7 @@
 //! Delivering queued notifications to rest-hook endpoints.
 //!
-//! Owns: the delivery loop (claim the oldest pending notification of each
-//! Subscription, send it, mark it delivered), retry with exponential backoff, and
+//! Owns: the delivery loop (claim the oldest pending notification of each Task for each
+//! Subscription, send them side by side, mark each delivered), retry with exponential backoff, and
 //! putting a Subscription into `error` (with the reason) after `max_attempts`
 //! failures, after which its pending notifications are abandoned, not lost from
 //! the record. With a payload the Task version is sent as `PUT [endpoint]/Task/[id]`

@@ -2,8 +2,8 @@
 //! written in the same commit as the Task change it announces.
 //!
 //! Owns: inserting rows inside a commit, claiming the oldest undelivered row of each
-//! Subscription (head of line, so one Task's notifications arrive in order) with a
-//! lease, marking delivered, rescheduling with a delay, abandoning a Subscription's
+//! (Subscription, resource) pair (head of line per Task, so one Task's notifications arrive
+//! in order while different Tasks' are delivered side by side) with a lease, marking delivered, rescheduling with a delay, abandoning a Subscription's
 //! rows when it goes to `error`, and the backlog figure.
 //! Must not: deliver anything or interpret Subscriptions.
 
@@ -58,8 +58,8 @@ pub(super) async fn insert_notification(
 }
 
 impl Store {
-    /// Lease up to `limit` rows to `owner`: for each Subscription only its oldest
-    /// pending row, and only when that row is due and not leased elsewhere.
+    /// Lease up to `limit` rows to `owner`: for each (Subscription, resource) only its
+    /// oldest pending row, and only when that row is due and not leased elsewhere.
     pub async fn claim_notifications(
         &self,
         owner: &str,
@@ -76,6 +76,7 @@ impl Store {
                SELECT n.seq FROM notifications n WHERE n.delivered_at IS NULL AND n.abandoned_at IS NULL AND n.next_attempt_at <= $3 \
                AND (n.lease_until IS NULL OR n.lease_until < $3) \
                AND NOT EXISTS (SELECT 1 FROM notifications p WHERE p.subscription_id = n.subscription_id \
+                 AND p.resource_type = n.resource_type AND p.resource_id = n.resource_id \
                  AND p.delivered_at IS NULL AND p.abandoned_at IS NULL AND p.seq < n.seq) \
                ORDER BY n.seq LIMIT {limit}{lock}) \
              RETURNING id, subscription_id, resource_type, resource_id, version_id, correlation_id, \
