@@ -2,12 +2,15 @@
 //!
 //! Owns: the connection pool, migrations, versioned FHIR resources with history,
 //! search indexes, idempotency keys, outbox rows and queued notifications (claim with leases, mark sent,
-//! reschedule). Every `commit` is one database transaction.
+//! reschedule). Every `commit` is atomic; concurrent commits share one database
+//! transaction (group commit: `prepared` renders a unit on the caller's task,
+//! `group_commit` batches units for the one writer task, `batch_write` writes a batch).
 //! Must not: decide routing, status rules or what a message means — callers hand
 //! in finished resources and outbox rows.
 //!
 //! Both backends run the same SQL (sqlx `Any` driver with `$n` placeholders); the
-//! only dialect differences are `BEGIN IMMEDIATE` on SQLite and
+//! dialect differences are `BEGIN IMMEDIATE` (after an in-process writer turn) on
+//! SQLite, plain `?` placeholders in SQLite's multi-row statements (`rows`), and
 //! `FOR UPDATE SKIP LOCKED` when claiming outbox rows on PostgreSQL.
 
 mod audit;
