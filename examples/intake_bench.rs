@@ -6,7 +6,8 @@
 //! provider queue (publisher-confirmed and consumed), p50/p99 POST latency, and —
 //! in the same run — the physical limit: a plain lapin publisher with pipelined
 //! confirms sending the same message bodies to a quorum queue. Prints both and
-//! the ratio. Needs RabbitMQ (SPBRIDGE_TEST_AMQP_URL) and, for postgres,
+//! the ratio; and the HTTP ceiling, a plain hyper service answering the same POSTs from the
+//! same clients. Needs RabbitMQ (SPBRIDGE_TEST_AMQP_URL) and, for postgres,
 //! SPBRIDGE_TEST_POSTGRES_URL. Removes its queues, exchanges and schema.
 
 /// The allocator `spbridge` itself uses, so the figures match the binary.
@@ -143,34 +144,7 @@ async fn bench() {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let base = running.base_url.clone();
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let client = client.clone();
-        let base = base.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut n = c;
-            while n < total {
-                let body = Bytes::from(referral(n).to_string());
-                let request = hyper::Request::post(format!("{base}/ServiceRequest"))
-                    .header("content-type", "application/fhir+json")
-                    .header("prefer", "return=minimal")
-                    .body(Full::new(body))
-                    .expect("request");
-                let t = Instant::now();
-                let response = client.request(request).await.expect("post");
-                assert_eq!(response.status(), hyper::StatusCode::CREATED);
-                let _ = response.into_body().collect().await;
-                latencies.push(t.elapsed());
-                n += clients;
-            }
-            latencies
-        }));
-    }
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.expect("client task"));
-    }
+    let mut latencies = post_all(&client, &base, total, clients, 0).await;
     let posted = started.elapsed();
     let mut received = 0;
     let mut message_size = 0;
@@ -240,6 +214,13 @@ async fn bench() {
     }
     let baseline = baseline_start.elapsed();
 
+    // HTTP ceiling: the same clients and bodies against a plain hyper service.
+    let echo_base = echo_service().await;
+    let echo_start = Instant::now();
+    let mut echo_latencies = post_all(&client, &echo_base, total, clients, total).await;
+    let echo = echo_start.elapsed();
+    echo_latencies.sort();
+
     let rate = received as f64 / end_to_end.as_secs_f64();
     let baseline_rate = total as f64 / baseline.as_secs_f64();
     println!("backend={backend} referrals={total} clients={clients}");
@@ -252,6 +233,13 @@ async fn bench() {
     );
     println!("baseline: {baseline_rate:.0} msgs/s (plain lapin, pipelined confirms, quorum queue)");
     println!("ratio: {:.2}", rate / baseline_rate);
+    let echo_rate = total as f64 / echo.as_secs_f64();
+    println!(
+        "http ceiling: {echo_rate:.0} requests/s (plain hyper service reading the same bodies, same clients), p50={:.1}ms p99={:.1}ms; intake/ceiling: {:.2}",
+        percentile(&echo_latencies, 0.50).as_secs_f64() * 1000.0,
+        percentile(&echo_latencies, 0.99).as_secs_f64() * 1000.0,
+        rate / echo_rate
+    );
 
     let _ = channel
         .queue_delete(
@@ -280,6 +268,80 @@ async fn bench() {
             .await;
         }
     }
+}
+
+/// POST `total` referrals (numbered from `first`) to `{base}/ServiceRequest` from `clients`
+/// concurrent clients, each answer expected 201; the latencies.
+async fn post_all(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    base: &str,
+    total: usize,
+    clients: usize,
+    first: usize,
+) -> Vec<Duration> {
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let client = client.clone();
+        let base = base.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut n = c;
+            while n < total {
+                let body = Bytes::from(referral(first + n).to_string());
+                let request = hyper::Request::post(format!("{base}/ServiceRequest"))
+                    .header("content-type", "application/fhir+json")
+                    .header("prefer", "return=minimal")
+                    .body(Full::new(body))
+                    .expect("request");
+                let t = Instant::now();
+                let response = client.request(request).await.expect("post");
+                assert_eq!(response.status(), hyper::StatusCode::CREATED);
+                let _ = response.into_body().collect().await;
+                latencies.push(t.elapsed());
+                n += clients;
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.expect("client task"));
+    }
+    latencies
+}
+
+/// The HTTP ceiling: a plain hyper service on the same runtime that reads each body and
+/// answers 201 with a `Location`, nothing else. Returns its base URL.
+async fn echo_service() -> String {
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                    let body = req.into_body().collect().await?.to_bytes();
+                    let answer = hyper::Response::builder()
+                        .status(hyper::StatusCode::CREATED)
+                        .header("location", format!("ServiceRequest/{}", body.len()))
+                        .body(Full::new(Bytes::new()))
+                        .expect("response");
+                    Ok::<_, hyper::Error>(answer)
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}")
 }
 
 /// The real validator, as `spbridge serve` uses it.
