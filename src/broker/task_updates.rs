@@ -75,19 +75,19 @@ fn lane_count(prefetch: u16) -> usize {
     usize::from(prefetch).clamp(1, 8)
 }
 
-/// The lane of a delivery: a hash of its Task id (the `id` of a Task body, or of the
-/// MessageHeader focus in a message Bundle); lane 0 for bodies that are not read as one
-/// (they are dead-lettered, whatever lane handles them).
-fn lane_of(body: &[u8], lanes: usize) -> usize {
+/// A task-update message read: the provider id and the proposed Task, or why it cannot be
+/// read (the reason in words and as an OperationOutcome).
+pub type ReadTaskUpdate = Result<(String, Value), (String, OperationOutcome)>;
+
+/// The lane of a message already read: a hash of its Task id; lane 0 for messages that
+/// could not be read or name no Task id (they are dead-lettered, whatever lane handles them).
+fn lane_of(read: &ReadTaskUpdate, lanes: usize) -> usize {
     use std::hash::{Hash, Hasher};
-    let task_id = crate::fhir_json::parse(body).ok().and_then(|value| {
-        let task = match value.get("resourceType").and_then(Value::as_str) {
-            Some("Bundle") => focus_task(&value)?,
-            _ => value,
-        };
-        task.get("id").and_then(Value::as_str).map(str::to_string)
-    });
-    match task_id {
+    match read
+        .as_ref()
+        .ok()
+        .and_then(|(_, task)| task.get("id")?.as_str())
+    {
         Some(id) => {
             let mut hasher = std::collections::hash_map::DefaultHasher::new();
             id.hash(&mut hasher);
@@ -99,10 +99,7 @@ fn lane_of(body: &[u8], lanes: usize) -> usize {
 
 /// A task-update message (routing key `provider.<id>`, body a Task or a message Bundle
 /// focused on one) read into the provider id and the proposed Task, or why it cannot be.
-pub fn read_task_update(
-    routing_key: &str,
-    body: &[u8],
-) -> Result<(String, Value), (String, OperationOutcome)> {
+pub fn read_task_update(routing_key: &str, body: &[u8]) -> ReadTaskUpdate {
     let refuse = |code: IssueType, why: String| {
         (
             why.clone(),
@@ -242,23 +239,24 @@ impl TaskUpdateConsumer {
             .await?;
         let lanes = lane_count(self.prefetch);
         tracing::info!(queue = %self.topology.task_updates_queue(), prefetch = self.prefetch, lanes, "consuming task updates");
-        // Deliveries are spread over lanes by Task id: one Task's updates are applied one
-        // after another in delivery order, different Tasks' side by side (so their commits
-        // share store transactions). A lane that loses the channel stops the whole consumer;
-        // unacked deliveries go back to the queue when the connection closes.
+        // Deliveries are read once here and spread over lanes by Task id: one Task's updates
+        // are applied one after another in delivery order, different Tasks' side by side (so
+        // their commits share store transactions). A lane that loses the channel stops the
+        // whole consumer; unacked deliveries go back to the queue when the connection closes.
         let (failed, mut failures) = tokio::sync::mpsc::channel::<BrokerError>(lanes);
         let mut senders = Vec::with_capacity(lanes);
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..lanes {
-            let (send, mut deliveries) =
-                tokio::sync::mpsc::channel::<Delivery>(usize::from(self.prefetch.max(1)));
+            let (send, mut deliveries) = tokio::sync::mpsc::channel::<(Delivery, ReadTaskUpdate)>(
+                usize::from(self.prefetch.max(1)),
+            );
             senders.push(send);
             let this = self.clone();
             let channel = channel.clone();
             let failed = failed.clone();
             workers.spawn(async move {
-                while let Some(delivery) = deliveries.recv().await {
-                    if let Err(err) = this.handle(&channel, delivery).await {
+                while let Some((delivery, read)) = deliveries.recv().await {
+                    if let Err(err) = this.handle(&channel, delivery, read).await {
                         let _ = failed.send(err).await;
                         return;
                     }
@@ -269,8 +267,9 @@ impl TaskUpdateConsumer {
             tokio::select! {
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => {
-                        let lane = lane_of(&delivery.data, lanes);
-                        if senders[lane].send(delivery).await.is_err() {
+                        let read = read_task_update(delivery.routing_key.as_str(), &delivery.data);
+                        let lane = lane_of(&read, lanes);
+                        if senders[lane].send((delivery, read)).await.is_err() {
                             break Err(BrokerError::Disconnected);
                         }
                     }
@@ -288,7 +287,12 @@ impl TaskUpdateConsumer {
         ended
     }
 
-    async fn handle(&self, channel: &Channel, delivery: Delivery) -> Result<(), BrokerError> {
+    async fn handle(
+        &self,
+        channel: &Channel,
+        delivery: Delivery,
+        read: ReadTaskUpdate,
+    ) -> Result<(), BrokerError> {
         let props = delivery.properties.clone();
         let routing_key = delivery.routing_key.to_string();
         let message_id = props.message_id().as_ref().map(|m| m.to_string());
@@ -299,7 +303,7 @@ impl TaskUpdateConsumer {
         );
         let settle = {
             use tracing::Instrument;
-            self.settle(&routing_key, message_id.as_deref(), &props, &delivery.data)
+            self.settle(read, message_id.as_deref(), &props, &delivery.data)
                 .instrument(span.clone())
                 .await
         };
@@ -346,12 +350,12 @@ impl TaskUpdateConsumer {
 
     async fn settle(
         &self,
-        routing_key: &str,
+        read: ReadTaskUpdate,
         message_id: Option<&str>,
         props: &BasicProperties,
         body: &[u8],
     ) -> Settle {
-        let (provider_id, task) = match read_task_update(routing_key, body) {
+        let (provider_id, task) = match read {
             Ok(found) => found,
             Err((reason, outcome)) => return Settle::DeadLetter { reason, outcome },
         };
