@@ -88,7 +88,7 @@ async fn run_writer(writer: Store, mut requests: mpsc::Receiver<CommitRequest>) 
             }
         }
         let batch = take_disjoint(&mut waiting);
-        let units = batch.len();
+        let units = batch.requests.len();
         writer.writer_counters.record(units);
         let started = std::time::Instant::now();
         write_and_answer(&writer, batch).await;
@@ -116,10 +116,17 @@ fn claims(unit: &WriteUnit) -> Vec<String> {
     out
 }
 
+/// The next transaction's units, and whether it is one unit that names one thing twice
+/// (a batch of its own, written by `commit_one`, which applies its writes in order).
+struct Batch {
+    requests: Vec<CommitRequest>,
+    alone: bool,
+}
+
 /// Take, in queue order, the units that claim nothing a unit ahead of them (taken or left
 /// waiting) claims, up to `MAX_BATCH`; the rest stay queued in order. A unit that names
 /// one thing twice is written in a batch of its own.
-fn take_disjoint(waiting: &mut VecDeque<CommitRequest>) -> Vec<CommitRequest> {
+fn take_disjoint(waiting: &mut VecDeque<CommitRequest>) -> Batch {
     let mut seen: HashSet<String> = HashSet::new();
     let mut batch = Vec::new();
     let mut closed = false;
@@ -140,11 +147,18 @@ fn take_disjoint(waiting: &mut VecDeque<CommitRequest>) -> Vec<CommitRequest> {
         batch.push(request);
     }
     *waiting = left;
-    batch
+    Batch {
+        requests: batch,
+        alone: closed,
+    }
 }
 
 /// Write a batch and answer its callers; on failure, write each unit on its own.
-async fn write_and_answer(writer: &Store, mut batch: Vec<CommitRequest>) {
+async fn write_and_answer(writer: &Store, batch: Batch) {
+    if batch.alone {
+        return commit_each(writer, batch.requests).await;
+    }
+    let mut batch = batch.requests;
     let prepared: Vec<Option<Prepared>> = batch.iter_mut().map(|r| r.prepared.take()).collect();
     let units: Vec<&WriteUnit> = batch.iter().map(|r| &r.unit).collect();
     match writer.write_batch(&units, prepared).await {
@@ -155,11 +169,16 @@ async fn write_and_answer(writer: &Store, mut batch: Vec<CommitRequest>) {
         }
         Err(err) => {
             tracing::warn!(units = batch.len(), error = %err, "batch commit failed; committing its units one by one");
-            for request in batch {
-                let outcome = writer.commit_one(request.unit).await;
-                let _ = request.reply.send(outcome);
-            }
+            commit_each(writer, batch).await;
         }
+    }
+}
+
+/// Write each unit in a transaction of its own and answer its caller.
+async fn commit_each(writer: &Store, requests: Vec<CommitRequest>) {
+    for request in requests {
+        let outcome = writer.commit_one(request.unit).await;
+        let _ = request.reply.send(outcome);
     }
 }
 
@@ -221,9 +240,9 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        assert_eq!(ids(&take_disjoint(&mut waiting)), ["a", "b", "e"]);
-        assert_eq!(ids(&take_disjoint(&mut waiting)), ["c", "b"]);
-        assert_eq!(ids(&take_disjoint(&mut waiting)), ["c"]);
+        assert_eq!(ids(&take_disjoint(&mut waiting).requests), ["a", "b", "e"]);
+        assert_eq!(ids(&take_disjoint(&mut waiting).requests), ["c", "b"]);
+        assert_eq!(ids(&take_disjoint(&mut waiting).requests), ["c"]);
         assert!(waiting.is_empty());
     }
 
@@ -233,7 +252,11 @@ mod tests {
             [unit(&["k1"], &["a", "a"]), unit(&["k2"], &["b"])]
                 .into_iter()
                 .collect();
-        assert_eq!(ids(&take_disjoint(&mut waiting)), ["a"]);
-        assert_eq!(ids(&take_disjoint(&mut waiting)), ["b"]);
+        let first = take_disjoint(&mut waiting);
+        assert!(first.alone);
+        assert_eq!(ids(&first.requests), ["a"]);
+        let second = take_disjoint(&mut waiting);
+        assert!(!second.alone);
+        assert_eq!(ids(&second.requests), ["b"]);
     }
 }

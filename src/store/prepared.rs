@@ -8,8 +8,7 @@
 //! the database and renders the unit again when one is wrong (an unconditional update).
 //! Must not: touch the database.
 
-use super::resources::{stamp, WriteUnit};
-use super::search_index;
+use super::resources::{search_rows_of, stamp, WriteUnit};
 use super::{NewOutboxMessage, StoredResource};
 
 /// Everything a unit writes besides its idempotency keys and notifications; the three
@@ -39,17 +38,12 @@ impl Prepared {
             let mut resource = write.resource.clone();
             stamp(&mut resource, &write.resource_type, &write.id, version, now);
             contents.push(resource.to_string());
-            let given = unit
-                .search_rows
-                .iter()
-                .filter(|(i, _, _)| *i == position)
-                .map(|(_, param, value)| (*param, value.clone()));
-            indexes.push(
-                search_index::extract(&write.resource_type, &resource)
-                    .into_iter()
-                    .chain(given)
-                    .collect(),
-            );
+            indexes.push(search_rows_of(
+                &unit.search_rows,
+                position,
+                &write.resource_type,
+                &resource,
+            ));
             stored.push(StoredResource {
                 resource_type: write.resource_type.clone(),
                 id: write.id.clone(),

@@ -183,14 +183,8 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            let given = unit
-                .search_rows
-                .iter()
-                .filter(|(i, _, _)| *i == position)
-                .map(|(_, param, value)| (*param, value.clone()));
-            for (param, value) in search_index::extract(&write.resource_type, &resource)
-                .into_iter()
-                .chain(given)
+            for (param, value) in
+                search_rows_of(&unit.search_rows, position, &write.resource_type, &resource)
             {
                 index_rows.push((write.resource_type.clone(), write.id.clone(), param, value));
             }
@@ -383,6 +377,24 @@ impl Store {
         let matches = rows.iter().map(row_to_resource).collect::<Result<_, _>>()?;
         Ok(SearchResult { total, matches })
     }
+}
+
+/// The search rows of `writes[position]` once stamped as `resource`: what its type indexes
+/// (`search_index::extract`) plus the caller's `WriteUnit::search_rows` for it.
+pub(super) fn search_rows_of(
+    given: &[(usize, &'static str, String)],
+    position: usize,
+    resource_type: &str,
+    resource: &Value,
+) -> Vec<(&'static str, String)> {
+    let mut rows = search_index::extract(resource_type, resource);
+    rows.extend(
+        given
+            .iter()
+            .filter(|(i, _, _)| *i == position)
+            .map(|(_, param, value)| (*param, value.clone())),
+    );
+    rows
 }
 
 /// Set `resourceType`, `id`, `meta.versionId`, `meta.lastUpdated`.
