@@ -53,6 +53,71 @@ fn referral(n: usize) -> Value {
     sr
 }
 
+/// CPU time from `/proc` (Linux): this process's user and system milliseconds, and the
+/// whole machine's busy / idle / iowait / steal milliseconds (all cores).
+#[derive(Default)]
+struct CpuSample {
+    user: f64,
+    system: f64,
+    machine_busy: f64,
+    machine_idle: f64,
+    machine_iowait: f64,
+    machine_steal: f64,
+}
+
+impl CpuSample {
+    fn now() -> CpuSample {
+        // Clock ticks are 100 per second on Linux.
+        let tick_ms = 10.0;
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the command name (which is in parentheses and may hold spaces).
+        let after = own.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        let own: Vec<f64> = after
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0.0))
+            .collect();
+        let machine = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let cpu: Vec<f64> = machine
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .skip(1)
+            .map(|f| f.parse().unwrap_or(0.0))
+            .collect();
+        let at = |v: &Vec<f64>, i: usize| v.get(i).copied().unwrap_or(0.0) * tick_ms;
+        // /proc/stat cpu: user nice system idle iowait irq softirq steal …
+        CpuSample {
+            user: at(&own, 11),
+            system: at(&own, 12),
+            machine_busy: at(&cpu, 0) + at(&cpu, 1) + at(&cpu, 2) + at(&cpu, 5) + at(&cpu, 6),
+            machine_idle: at(&cpu, 3),
+            machine_iowait: at(&cpu, 4),
+            machine_steal: at(&cpu, 7),
+        }
+    }
+
+    fn since(&self, before: &CpuSample) -> CpuSample {
+        CpuSample {
+            user: self.user - before.user,
+            system: self.system - before.system,
+            machine_busy: self.machine_busy - before.machine_busy,
+            machine_idle: self.machine_idle - before.machine_idle,
+            machine_iowait: self.machine_iowait - before.machine_iowait,
+            machine_steal: self.machine_steal - before.machine_steal,
+        }
+    }
+
+    fn machine_share(&self, part: f64) -> f64 {
+        let all = self.machine_busy + self.machine_idle + self.machine_iowait + self.machine_steal;
+        if all > 0.0 {
+            100.0 * part / all
+        } else {
+            0.0
+        }
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -143,6 +208,7 @@ async fn bench() {
     // End to end: POST → 201, then in the provider queue.
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let base = running.base_url.clone();
+    let cpu_before = CpuSample::now();
     let started = Instant::now();
     let mut latencies = post_all(&client, &base, total, clients, 0).await;
     let posted = started.elapsed();
@@ -158,6 +224,7 @@ async fn bench() {
         }
     }
     let end_to_end = started.elapsed();
+    let cpu = CpuSample::now().since(&cpu_before);
     latencies.sort();
     // The baseline sends bodies as large as the provider messages were.
     let sample_body = vec![b'x'; message_size.max(1)];
@@ -230,6 +297,17 @@ async fn bench() {
         posted.as_secs_f64(),
         percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
         percentile(&latencies, 0.99).as_secs_f64() * 1000.0
+    );
+    println!(
+        "cpu during intake: this process (spbridge + bench clients) {:.2} ms per referral \
+         (user {:.2} + system {:.2}); machine {:.0}% busy, {:.0}% idle, {:.0}% iowait, {:.0}% steal",
+        (cpu.user + cpu.system) / received.max(1) as f64,
+        cpu.user / received.max(1) as f64,
+        cpu.system / received.max(1) as f64,
+        cpu.machine_share(cpu.machine_busy),
+        cpu.machine_share(cpu.machine_idle),
+        cpu.machine_share(cpu.machine_iowait),
+        cpu.machine_share(cpu.machine_steal),
     );
     println!("baseline: {baseline_rate:.0} msgs/s (plain lapin, pipelined confirms, quorum queue)");
     println!("ratio: {:.2}", rate / baseline_rate);

@@ -120,6 +120,56 @@ async fn suite(db: Db) {
             .total,
         1
     );
+    // References: by `Type/id`, by bare id (looked for as each target type), ServiceRequest
+    // `patient` through its `subject`, and a logical reference by identifier.
+    let CommitOutcome::Committed(_) = store
+        .commit(WriteUnit {
+            writes: vec![write(
+                "ServiceRequest",
+                "sr-refs",
+                json!({"resourceType": "ServiceRequest", "status": "active",
+                    "subject": {"reference": "Patient/p9"},
+                    "requester": {"reference": "https://gp.example/fhir/PractitionerRole/r9"},
+                    "performer": [{"identifier": {"system": "https://ods", "value": "X9"}}]}),
+            )],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    for (param, value, expected) in [
+        ("patient", "p9", 1),
+        ("patient", "Patient/p9", 1),
+        ("patient", "p8", 0),
+        ("subject", "p9", 1),
+        ("subject", "Group/p9", 0),
+        ("requester", "r9", 1),
+        ("requester", "PractitionerRole/r9", 1),
+        ("performer", "X9", 1),
+        ("performer", "https://ods|X9", 1),
+    ] {
+        let found = store
+            .search("ServiceRequest", &q(param, value))
+            .await
+            .unwrap();
+        assert_eq!(found.total, expected, "ServiceRequest?{param}={value}");
+    }
+    let mut many = store
+        .read_many(&[
+            ("ServiceRequest".into(), "sr-refs".into()),
+            ("Task".into(), "t1".into()),
+            ("Patient".into(), "absent".into()),
+        ])
+        .await
+        .unwrap();
+    many.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(
+        many.iter().map(|r| r.reference()).collect::<Vec<_>>(),
+        vec!["ServiceRequest/sr-refs", "Task/t1"]
+    );
+
     let mut future = q("status", "received");
     future.last_updated = vec![TimeBound::Gt(v2[0].last_updated)];
     assert_eq!(store.search("Task", &future).await.unwrap().total, 0);

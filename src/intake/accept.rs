@@ -154,19 +154,24 @@ impl Intake {
         {
             wanted.extend(p.get("reference").and_then(Value::as_str));
         }
-        let mut fetched: HashMap<String, Value> = HashMap::new();
+        // Referenced resources not sent with the referral: read from the store in one query.
+        let mut missing: Vec<(String, String)> = Vec::new();
         for reference in wanted {
             let Some((rtype, id)) = relative_reference(reference) else {
                 continue;
             };
             let key = format!("{rtype}/{id}");
-            if known.contains_key(&key) || fetched.contains_key(&key) {
-                continue;
-            }
-            if let Some(found) = self.store.read(&rtype, &id).await? {
-                fetched.insert(key, found.resource);
+            if !known.contains_key(&key) && !missing.iter().any(|(t, i)| *t == rtype && *i == id) {
+                missing.push((rtype, id));
             }
         }
+        let fetched: HashMap<String, Value> = self
+            .store
+            .read_many(&missing)
+            .await?
+            .into_iter()
+            .map(|found| (found.reference(), found.resource))
+            .collect();
         let resolve = |reference: &str| -> Option<&Value> {
             let (rtype, id) = relative_reference(reference)?;
             let key = format!("{rtype}/{id}");

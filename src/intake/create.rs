@@ -5,7 +5,7 @@
 //! with `Location`, `ETag`, `Last-Modified` and a `Link` to the new Task.
 //! Must not: write anything except through `Intake::accept`.
 
-use super::accept::{identifier_keys, AcceptOutcome, Submission};
+use super::accept::{AcceptOutcome, Submission};
 use super::read::build_query;
 use super::respond::{require_resource, resource_answer, store_failure, task_link, unprocessable};
 use super::Intake;
@@ -52,11 +52,9 @@ pub(crate) async fn handle(intake: &Intake, request: ApiRequest) -> ApiResponse 
             }
         }
     }
-    match intake.find_duplicate(&identifier_keys(&body)).await {
-        Err(err) => return store_failure(&err),
-        Ok(Some(refs)) => return existing_answer(intake, &request, &refs).await,
-        Ok(None) => {}
-    }
+    // The identifier duplicate guard is the commit itself: it claims the identifier's key
+    // and answers `Duplicate` (200 with the existing referral below) when a retry finds it
+    // taken. No look-up first: that was one more store round trip for every referral.
     let mut outcome = OperationOutcome::new();
     intake.validate_resource(&body, None, &mut outcome);
     if outcome.has_errors() {

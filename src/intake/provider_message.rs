@@ -12,6 +12,7 @@ use crate::routing::Provider;
 use crate::store::{instant_text, now_millis, NewOutboxMessage, StoredResource};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 /// Everything fixed before the commit.
 pub(crate) struct MessageContext {
@@ -35,7 +36,6 @@ pub fn provider_routing_key(provider_id: &str) -> String {
 /// Build the outbox row from the just-stamped resources (`stored[0]` is the
 /// ServiceRequest, `stored[1]` the Task, then companions).
 pub(crate) fn outbox_row(ctx: &MessageContext, stored: &[StoredResource]) -> NewOutboxMessage {
-    let body = message_bundle(ctx, stored);
     NewOutboxMessage {
         id: ctx.message_id.clone(),
         destination: REFERRALS_DESTINATION.into(),
@@ -43,40 +43,47 @@ pub(crate) fn outbox_row(ctx: &MessageContext, stored: &[StoredResource]) -> New
         message_type: EVENT_SERVICEREQUEST_REQUEST.into(),
         content_type: "application/fhir+json".into(),
         profile: Some(ctx.profile.clone()),
-        body: body.to_string(),
+        body: message_body(ctx, stored),
         correlation_id: Some(ctx.correlation_id.clone()),
         traceparent: ctx.traceparent.clone(),
         tracestate: ctx.tracestate.clone(),
     }
 }
 
-fn message_bundle(ctx: &MessageContext, stored: &[StoredResource]) -> Value {
+/// The message Bundle as JSON text. Written straight out: each resource is serialised
+/// once, never copied into a Bundle `Value` first (that copy and its drop cost about three
+/// times the referral's validation).
+fn message_body(ctx: &MessageContext, stored: &[StoredResource]) -> String {
     let full_url = |rtype: &str, id: &str| format!("{}/{rtype}/{id}", ctx.base_url);
     let sr = stored.first();
     let task = stored.get(1);
-    let mut entries: Vec<Value> = Vec::new();
-    let mut included: Vec<String> = Vec::new();
-    let mut push = |rtype: &str, id: &str, resource: &Value, entries: &mut Vec<Value>| {
+    // (Type/id, resource), in Bundle order, each resource once.
+    let mut entries: Vec<(String, &Value)> = Vec::new();
+    fn push<'a>(
+        entries: &mut Vec<(String, &'a Value)>,
+        rtype: &str,
+        id: &str,
+        resource: &'a Value,
+    ) {
         let key = format!("{rtype}/{id}");
-        if !included.contains(&key) {
-            included.push(key);
-            entries.push(json!({"fullUrl": full_url(rtype, id), "resource": resource}));
+        if !entries.iter().any(|(k, _)| *k == key) {
+            entries.push((key, resource));
         }
-    };
-    if let Some(sr) = sr {
-        push(&sr.resource_type, &sr.id, &sr.resource, &mut entries);
     }
     // Patient and requester next (stored now or fetched), then the Task, then the rest.
-    let lookup = |reference: Option<&str>| -> Option<(String, String, Value)> {
+    let lookup = |reference: Option<&str>| -> Option<(String, String, &Value)> {
         let (rtype, id) = relative_reference(reference?)?;
         let key = format!("{rtype}/{id}");
         stored
             .iter()
             .find(|s| s.resource_type == rtype && s.id == id)
-            .map(|s| s.resource.clone())
-            .or_else(|| ctx.fetched.get(&key).cloned())
+            .map(|s| &s.resource)
+            .or_else(|| ctx.fetched.get(&key))
             .map(|r| (rtype, id, r))
     };
+    if let Some(sr) = sr {
+        push(&mut entries, &sr.resource_type, &sr.id, &sr.resource);
+    }
     let sr_value = sr.map(|s| &s.resource);
     for pointer in ["/subject/reference", "/requester/reference"] {
         if let Some((rtype, id, r)) = lookup(
@@ -84,14 +91,14 @@ fn message_bundle(ctx: &MessageContext, stored: &[StoredResource]) -> Value {
                 .and_then(|v| v.pointer(pointer))
                 .and_then(Value::as_str),
         ) {
-            push(&rtype, &id, &r, &mut entries);
+            push(&mut entries, &rtype, &id, r);
         }
     }
     if let Some(task) = task {
-        push(&task.resource_type, &task.id, &task.resource, &mut entries);
+        push(&mut entries, &task.resource_type, &task.id, &task.resource);
     }
     for s in stored.iter().skip(2) {
-        push(&s.resource_type, &s.id, &s.resource, &mut entries);
+        push(&mut entries, &s.resource_type, &s.id, &s.resource);
     }
     let header_id = uuid::Uuid::new_v4().to_string();
     let sender = sr_value.and_then(|v| v.get("requester")).cloned();
@@ -113,17 +120,27 @@ fn message_bundle(ctx: &MessageContext, stored: &[StoredResource]) -> Value {
     if let (Some(sender), Value::Object(map)) = (sender, &mut header) {
         map.insert("sender".into(), sender);
     }
-    entries.insert(
-        0,
-        json!({"fullUrl": format!("urn:uuid:{header_id}"), "resource": header}),
-    );
-    json!({
+    let now = instant_text(now_millis());
+    let head = json!({
         "resourceType": "Bundle",
         "id": ctx.message_id,
-        "meta": {"lastUpdated": instant_text(now_millis())},
+        "meta": {"lastUpdated": now},
         "identifier": {"system": "https://tools.ietf.org/html/rfc4122", "value": ctx.message_id},
         "type": "message",
-        "timestamp": instant_text(now_millis()),
-        "entry": entries,
+        "timestamp": now,
     })
+    .to_string();
+    // `head` is a JSON object: reopen it to append `entry`.
+    let mut body = String::with_capacity(head.len() + 1024 * (entries.len() + 1));
+    body.push_str(head.strip_suffix('}').unwrap_or(&head));
+    body.push_str(",\"entry\":[");
+    let header_entry = json!({"fullUrl": format!("urn:uuid:{header_id}"), "resource": header});
+    // Writing JSON into a `String` cannot fail.
+    let _ = write!(body, "{header_entry}");
+    for (key, resource) in &entries {
+        let url = Value::String(format!("{}/{key}", ctx.base_url));
+        let _ = write!(body, ",{{\"fullUrl\":{url},\"resource\":{resource}}}");
+    }
+    body.push_str("]}");
+    body
 }

@@ -5,7 +5,7 @@
 //! resource version matches them, using the same index values searches use.
 //! Must not: read the store or deliver anything.
 
-use crate::store::{search_index_values, supported_params};
+use crate::store::{search_index_terms, search_index_values, supported_params};
 use serde_json::Value;
 
 /// Parsed criteria: every parameter must match one of its alternatives.
@@ -63,6 +63,8 @@ impl Criteria {
         }
         let values = search_index_values(resource_type, resource);
         self.params.iter().all(|(name, alternatives)| {
+            // Looked for exactly as the store's search would (a bare id as each `Type/id`).
+            let (name, alternatives) = search_index_terms(resource_type, name, alternatives);
             values
                 .iter()
                 .any(|(p, v)| *p == name.as_str() && alternatives.iter().any(|a| a == v))
@@ -86,6 +88,21 @@ mod tests {
             "requester": {"reference": "Organization/gp1"}});
         assert!(!c.matches("Task", &other));
         assert!(Criteria::parse("Task").unwrap().matches("Task", &other));
+    }
+
+    #[test]
+    fn a_bare_id_matches_as_the_store_search_would() {
+        let task = json!({"resourceType": "Task", "status": "accepted",
+            "for": {"reference": "Patient/p1"}});
+        assert!(Criteria::parse("Task?patient=p1")
+            .unwrap()
+            .matches("Task", &task));
+        assert!(Criteria::parse("Task?patient=Patient/p1")
+            .unwrap()
+            .matches("Task", &task));
+        assert!(!Criteria::parse("Task?patient=p2")
+            .unwrap()
+            .matches("Task", &task));
     }
 
     #[test]

@@ -30,7 +30,9 @@ impl Store {
         let now = now_millis();
         let mut outcomes: Vec<Option<Result<CommitOutcome, StoreError>>> =
             units.iter().map(|_| None).collect();
+        let turn_started = std::time::Instant::now();
         let mut tx = self.begin_write().await?;
+        let writing_started = std::time::Instant::now();
 
         // 1. Current versions; units whose If-Match no longer holds write nothing.
         // Per resource type, so that both databases look ids up in the primary key (a
@@ -151,6 +153,7 @@ impl Store {
         let mut replaced: Vec<ResourceKey> = Vec::new();
         let mut index_rows = Vec::new();
         let mut outbox_rows = Vec::new();
+        let mut outbox_bodies = Vec::new();
         let mut notification_rows = Vec::new();
         let mut committed: Vec<(usize, Vec<StoredResource>)> = Vec::new();
         for (i, unit) in live(units, &outcomes) {
@@ -197,6 +200,7 @@ impl Store {
                 }
             }
             for m in outbox {
+                outbox_bodies.push(vec![Bind::Text(m.id.clone()), Bind::Text(m.body)]);
                 outbox_rows.push(vec![
                     Bind::Text(m.id),
                     Bind::Text(m.destination),
@@ -204,7 +208,6 @@ impl Store {
                     Bind::Text(m.message_type),
                     Bind::Text(m.content_type),
                     Bind::OptText(m.profile),
-                    Bind::Text(m.body),
                     Bind::OptText(m.correlation_id),
                     Bind::OptText(m.traceparent),
                     Bind::OptText(m.tracestate),
@@ -265,7 +268,7 @@ impl Store {
                 &[],
             ),
             "(?1, ?2, ?3, ?4)",
-            "",
+            " ON CONFLICT DO NOTHING",
             &index_rows,
         )
         .await?;
@@ -273,13 +276,21 @@ impl Store {
             &mut tx,
             (
                 "INSERT INTO outbox (id, destination, routing_key, message_type, content_type, \
-                 profile, body, correlation_id, traceparent, tracestate, created_at, attempts, \
+                 profile, correlation_id, traceparent, tracestate, created_at, attempts, \
                  next_attempt_at) VALUES",
                 &[],
             ),
-            "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12)",
+            "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11)",
             "",
             &outbox_rows,
+        )
+        .await?;
+        run_rows(
+            &mut tx,
+            ("INSERT INTO outbox_bodies (id, body) VALUES", &[]),
+            "(?1, ?2)",
+            "",
+            &outbox_bodies,
         )
         .await?;
         run_rows(
@@ -295,7 +306,15 @@ impl Store {
             &notification_rows,
         )
         .await?;
+        let commit_started = std::time::Instant::now();
         tx.commit().await?;
+        tracing::debug!(
+            units = units.len(),
+            turn_micros = (writing_started - turn_started).as_micros() as u64,
+            write_micros = (commit_started - writing_started).as_micros() as u64,
+            commit_micros = commit_started.elapsed().as_micros() as u64,
+            "store batch phases"
+        );
 
         if !outbox_rows.is_empty() {
             self.outbox_signal.notify_one();

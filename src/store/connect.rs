@@ -56,6 +56,10 @@ impl Store {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(max)
+            // A PostgreSQL connection can die under an idle pool (server restart), so it is
+            // pinged before use; an SQLite connection is a file handle on a worker thread, and
+            // the ping was one more thread round trip per query.
+            .test_before_acquire(backend == Backend::Postgres)
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
                 let schema = schema.clone();

@@ -35,7 +35,8 @@ pub use notifications::{NewNotification, PendingNotification};
 pub use outbox::{NewOutboxMessage, OutboxRow, OutboxStats};
 pub use resources::{CommitOutcome, IdempotencyClaim, OutboxFromStored, ResourceWrite, WriteUnit};
 pub use search_index::{
-    extract as search_index_values, supported_params, SearchQuery, SearchResult, TimeBound,
+    extract as search_index_values, index_terms as search_index_terms, supported_params,
+    SearchQuery, SearchResult, TimeBound,
 };
 
 /// Which database a store runs on.

@@ -8,6 +8,7 @@
 
 use super::{now_millis, Backend, Store, StoreError};
 use sqlx::Row;
+use std::collections::HashMap;
 
 /// An outbox row to write with a commit.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,8 +53,8 @@ pub(super) async fn insert_outbox(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO outbox (id, destination, routing_key, message_type, content_type, profile, \
-         body, correlation_id, traceparent, tracestate, created_at, attempts, next_attempt_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $11)",
+         correlation_id, traceparent, tracestate, created_at, attempts, next_attempt_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $10)",
     )
     .bind(m.id.clone())
     .bind(m.destination.clone())
@@ -61,13 +62,17 @@ pub(super) async fn insert_outbox(
     .bind(m.message_type.clone())
     .bind(m.content_type.clone())
     .bind(m.profile.clone())
-    .bind(m.body.clone())
     .bind(m.correlation_id.clone())
     .bind(m.traceparent.clone())
     .bind(m.tracestate.clone())
     .bind(now)
     .execute(&mut *conn)
     .await?;
+    sqlx::query("INSERT INTO outbox_bodies (id, body) VALUES ($1, $2)")
+        .bind(m.id.clone())
+        .bind(m.body.clone())
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -88,7 +93,7 @@ impl Store {
             "UPDATE outbox SET lease_owner = $1, lease_until = $2 WHERE seq IN (\
                SELECT seq FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= $3 \
                AND (lease_until IS NULL OR lease_until < $3) ORDER BY seq LIMIT {limit}{lock}) \
-             RETURNING id, destination, routing_key, message_type, content_type, profile, body, \
+             RETURNING id, destination, routing_key, message_type, content_type, profile, \
                correlation_id, traceparent, tracestate, attempts, created_at, seq"
         );
         let mut tx = self.begin_write().await?;
@@ -102,7 +107,7 @@ impl Store {
         let mut claimed: Vec<(i64, OutboxRow)> = Vec::with_capacity(rows.len());
         for row in rows {
             claimed.push((
-                row.try_get(12)?,
+                row.try_get(11)?,
                 OutboxRow {
                     message: NewOutboxMessage {
                         id: row.try_get(0)?,
@@ -111,19 +116,53 @@ impl Store {
                         message_type: row.try_get(3)?,
                         content_type: row.try_get(4)?,
                         profile: row.try_get(5)?,
-                        body: row.try_get(6)?,
-                        correlation_id: row.try_get(7)?,
-                        traceparent: row.try_get(8)?,
-                        tracestate: row.try_get(9)?,
+                        body: String::new(),
+                        correlation_id: row.try_get(6)?,
+                        traceparent: row.try_get(7)?,
+                        tracestate: row.try_get(8)?,
                     },
-                    attempts: row.try_get(10)?,
-                    created_at: row.try_get(11)?,
+                    attempts: row.try_get(9)?,
+                    created_at: row.try_get(10)?,
                 },
             ));
+        }
+        // The bodies, read after the lease is committed (a leased row is ours; its body
+        // never changes).
+        let mut bodies = self
+            .outbox_bodies(claimed.iter().map(|(_, row)| row.message.id.as_str()))
+            .await?;
+        for (_, row) in &mut claimed {
+            row.message.body = bodies.remove(&row.message.id).ok_or_else(|| {
+                StoreError::Corrupt(format!("outbox message {} has no body", row.message.id))
+            })?;
         }
         // RETURNING order is unspecified; publish in write order.
         claimed.sort_by_key(|(seq, _)| *seq);
         Ok(claimed.into_iter().map(|(_, row)| row).collect())
+    }
+
+    /// The bodies of outbox messages, by id.
+    async fn outbox_bodies<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a str>,
+    ) -> Result<HashMap<String, String>, StoreError> {
+        let ids: Vec<&str> = ids.collect();
+        let mut bodies = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(200) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id, body FROM outbox_bodies WHERE id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id.to_string());
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                bodies.insert(row.try_get(0)?, row.try_get(1)?);
+            }
+        }
+        Ok(bodies)
     }
 
     /// Mark rows sent (only rows still leased to `owner`). Returns rows updated.

@@ -210,7 +210,8 @@ impl Store {
                 })
                 .collect();
             let sql = format!(
-                "INSERT INTO search_index (resource_type, id, param, value) VALUES {}",
+                "INSERT INTO search_index (resource_type, id, param, value) VALUES {} \
+                 ON CONFLICT DO NOTHING",
                 values.join(", ")
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -259,6 +260,37 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(row_to_resource).transpose()
+    }
+
+    /// The current versions of several resources in one query (those that exist, in no
+    /// particular order): what a referral references, read in one round trip.
+    #[tracing::instrument(name = "store read_many", skip_all, fields(otel.kind = "client", db.system = self.backend.name(), db.operation = "read_many"))]
+    pub async fn read_many(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut found = Vec::with_capacity(keys.len());
+        // A few keys per statement (a referral names two or three).
+        for chunk in keys.chunks(50) {
+            let filter: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(resource_type = ${} AND id = ${})", 2 * i + 1, 2 * i + 2))
+                .collect();
+            let sql = format!(
+                "SELECT {SELECT_COLUMNS} FROM resources WHERE {}",
+                filter.join(" OR ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (rtype, id) in chunk {
+                query = query.bind(rtype.clone()).bind(id.clone());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                found.push(row_to_resource(&row)?);
+            }
+        }
+        Ok(found)
     }
 
     /// One historical version.
@@ -332,15 +364,20 @@ impl Store {
                 continue;
             }
             let mut alternatives = Vec::new();
-            for value in values {
-                binds.push(Bind::Text(value.clone()));
-                alternatives.push(format!("${}", binds.len()));
-            }
             if param == "_id" {
+                for value in values {
+                    binds.push(Bind::Text(value.clone()));
+                    alternatives.push(format!("${}", binds.len()));
+                }
                 filter.push_str(&format!(" AND r.id IN ({})", alternatives.join(", ")));
                 continue;
             }
-            binds.push(Bind::Text(param.clone()));
+            let (param, values) = search_index::index_terms(resource_type, param, values);
+            for value in values {
+                binds.push(Bind::Text(value));
+                alternatives.push(format!("${}", binds.len()));
+            }
+            binds.push(Bind::Text(param));
             filter.push_str(&format!(
                 " AND EXISTS (SELECT 1 FROM search_index s WHERE s.resource_type = r.resource_type \
                  AND s.id = r.id AND s.param = ${} AND s.value IN ({}))",
@@ -388,12 +425,18 @@ pub(super) fn search_rows_of(
     resource: &Value,
 ) -> Vec<(&'static str, String)> {
     let mut rows = search_index::extract(resource_type, resource);
+    let before = rows.len();
     rows.extend(
         given
             .iter()
             .filter(|(i, _, _)| *i == position)
             .map(|(_, param, value)| (*param, value.clone())),
     );
+    if rows.len() > before {
+        // One row per (param, value): the index's primary key.
+        rows.sort();
+        rows.dedup();
+    }
     rows
 }
 
