@@ -154,23 +154,35 @@ impl Relay {
         let poll = Duration::from_millis(self.config.poll_interval_ms.max(1));
         let lease_ms = (self.config.lease_secs.max(1) * 1000) as i64;
         let mut drain_until: Option<tokio::time::Instant> = None;
-        loop {
+        // Rows the broker has confirmed, marked sent together with the next claim.
+        let mut confirmed: Vec<String> = Vec::new();
+        let end = loop {
             if drain_until.is_none() && stop_requested(stopped) {
                 drain_until = Some(tokio::time::Instant::now() + DRAIN_LIMIT);
             }
             if drain_until.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                return LoopEnd::Shutdown;
+                break LoopEnd::Shutdown;
             }
             if !connection.status().connected() || !channel.status().connected() {
-                return LoopEnd::Disconnected(BrokerError::Disconnected);
+                break LoopEnd::Disconnected(BrokerError::Disconnected);
             }
             let rows = match self
                 .store
-                .claim_outbox(&self.owner, self.config.batch_size.max(1), lease_ms)
+                .mark_sent_and_claim(
+                    &confirmed,
+                    &self.owner,
+                    self.config.batch_size.max(1),
+                    lease_ms,
+                )
                 .await
             {
-                Ok(rows) => rows,
+                Ok(rows) => {
+                    confirmed.clear();
+                    rows
+                }
                 Err(err) => {
+                    // Confirmed rows stay leased and are marked with the next claim; if
+                    // the lease runs out first they are re-sent with the same message_id.
                     tracing::warn!(error = %err, "relay cannot claim outbox rows");
                     tokio::time::sleep(poll).await;
                     continue;
@@ -178,7 +190,7 @@ impl Relay {
             };
             if rows.is_empty() {
                 if drain_until.is_some() {
-                    return LoopEnd::Shutdown;
+                    break LoopEnd::Shutdown;
                 }
                 tokio::select! {
                     _ = signal.notified() => {}
@@ -187,18 +199,26 @@ impl Relay {
                 }
                 continue;
             }
-            if let Err(err) = self.publish_batch(channel, rows).await {
-                return LoopEnd::Disconnected(err);
+            let (sent, failure) = self.publish_batch(channel, rows).await;
+            confirmed.extend(sent);
+            if let Some(err) = failure {
+                break LoopEnd::Disconnected(err);
             }
+        };
+        if let Err(err) = self.store.mark_outbox_sent(&confirmed, &self.owner).await {
+            // The rows stay leased and are re-sent after the lease; same message_id.
+            tracing::error!(error = %err, count = confirmed.len(), "could not mark confirmed rows sent");
         }
+        end
     }
 
-    /// Publish every row back-to-back, then collect the confirms.
+    /// Publish every row back-to-back, then collect the confirms: the ids the broker
+    /// confirmed (to be marked sent), and the channel failure that cut the batch short.
     async fn publish_batch(
         &self,
         channel: &Channel,
         rows: Vec<OutboxRow>,
-    ) -> Result<(), BrokerError> {
+    ) -> (Vec<String>, Option<BrokerError>) {
         let mut pending = Vec::with_capacity(rows.len());
         let mut failure: Option<BrokerError> = None;
         for row in &rows {
@@ -275,14 +295,7 @@ impl Relay {
             };
             spans::record_publish_outcome(&span, outcome);
         }
-        if let Err(err) = self.store.mark_outbox_sent(&sent, &self.owner).await {
-            // The rows stay leased and are re-sent after the lease; same message_id.
-            tracing::error!(error = %err, count = sent.len(), "could not mark confirmed rows sent");
-        }
-        match failure {
-            Some(err) => Err(err),
-            None => Ok(()),
-        }
+        (sent, failure)
     }
 
     async fn retry(&self, row: &OutboxRow, why: &str) {

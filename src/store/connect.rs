@@ -54,42 +54,53 @@ impl Store {
             Backend::Sqlite => config.max_connections.clamp(1, 4),
             Backend::Postgres => config.max_connections.max(1),
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max)
-            // A PostgreSQL connection can die under an idle pool (server restart), so it is
-            // pinged before use; an SQLite connection is a file handle on a worker thread, and
-            // the ping was one more thread round trip per query.
-            .test_before_acquire(backend == Backend::Postgres)
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _meta| {
-                let schema = schema.clone();
-                Box::pin(async move {
-                    match backend {
-                        Backend::Sqlite => {
-                            conn.execute("PRAGMA journal_mode=WAL").await?;
-                            conn.execute("PRAGMA busy_timeout=10000").await?;
-                            conn.execute("PRAGMA synchronous=NORMAL").await?;
-                            conn.execute("PRAGMA foreign_keys=ON").await?;
-                            // A larger page cache per connection (16 MiB; default 2 MiB).
-                            conn.execute("PRAGMA cache_size=-16384").await?;
-                        }
-                        Backend::Postgres if !schema.is_empty() => {
-                            conn.execute(AssertSqlSafe(format!("SET search_path TO \"{schema}\"")))
+        let pool_of = |max: u32| {
+            let schema = schema.clone();
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(Duration::from_secs(10))
+                // A PostgreSQL connection can die under an idle pool (server restart), so it
+                // is pinged before use; an SQLite connection is a file handle on a worker
+                // thread, and the ping was one more thread round trip per query.
+                .test_before_acquire(backend == Backend::Postgres)
+                .after_connect(move |conn, _meta| {
+                    let schema = schema.clone();
+                    Box::pin(async move {
+                        match backend {
+                            Backend::Sqlite => {
+                                conn.execute("PRAGMA journal_mode=WAL").await?;
+                                conn.execute("PRAGMA busy_timeout=10000").await?;
+                                conn.execute("PRAGMA synchronous=NORMAL").await?;
+                                conn.execute("PRAGMA foreign_keys=ON").await?;
+                                // A larger page cache per connection (16 MiB; default 2 MiB).
+                                conn.execute("PRAGMA cache_size=-16384").await?;
+                            }
+                            Backend::Postgres if !schema.is_empty() => {
+                                conn.execute(AssertSqlSafe(format!(
+                                    "SET search_path TO \"{schema}\""
+                                )))
                                 .await?;
+                            }
+                            Backend::Postgres => {}
                         }
-                        Backend::Postgres => {}
-                    }
-                    Ok(())
+                        Ok(())
+                    })
                 })
-            })
-            .connect_with(options)
-            .await?;
+        };
+        let pool = pool_of(max).connect_with(options.clone()).await?;
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
+        // SQLite's write transactions take turns anyway (`begin_write`): they get a
+        // connection of their own, so the writer never queues behind readers for one.
+        let write_pool = match backend {
+            Backend::Sqlite => pool_of(1).connect_with(options).await?,
+            Backend::Postgres => pool.clone(),
+        };
         let mut store = Store {
             pool,
+            write_pool,
             backend,
             writer: None,
             writer_counters: Default::default(),
@@ -111,7 +122,7 @@ impl Store {
             Backend::Sqlite => {
                 let turn = self.sqlite_writers.clone().lock_owned().await;
                 WriteTx {
-                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    tx: self.write_pool.begin_with("BEGIN IMMEDIATE").await?,
                     _turn: Some(turn),
                 }
             }

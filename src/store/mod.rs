@@ -98,6 +98,9 @@ impl StoredResource {
 #[derive(Clone)]
 pub struct Store {
     pool: sqlx::AnyPool,
+    /// Write transactions: on SQLite one connection of its own (writers take turns);
+    /// on PostgreSQL the same pool.
+    write_pool: sqlx::AnyPool,
     backend: Backend,
     /// Queue of the writer task that group-commits `WriteUnit`s (`None` on the
     /// writer's own handle, which commits directly).
@@ -146,6 +149,7 @@ impl Store {
     /// Close the pool (waits for checked-out connections).
     pub async fn close(&self) {
         self.pool.close().await;
+        self.write_pool.close().await;
     }
 }
 

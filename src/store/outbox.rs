@@ -76,10 +76,49 @@ pub(super) async fn insert_outbox(
     Ok(())
 }
 
+/// Mark `ids` sent at `now` where they are still leased to `owner`; rows updated.
+async fn mark_sent(
+    conn: &mut sqlx::AnyConnection,
+    ids: &[String],
+    owner: &str,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let mut updated = 0;
+    for chunk in ids.chunks(200) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "UPDATE outbox SET sent_at = $1, lease_owner = NULL, lease_until = NULL, \
+             attempts = attempts + 1 WHERE lease_owner = $2 AND id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(owner.to_string());
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        updated += q.execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(updated)
+}
+
 impl Store {
     /// Lease up to `limit` due rows to `owner` for `lease_ms`, oldest first.
     pub async fn claim_outbox(
         &self,
+        owner: &str,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        self.mark_sent_and_claim(&[], owner, limit, lease_ms).await
+    }
+
+    /// Mark the rows of `sent` still leased to `owner` sent, and lease the next `limit` due
+    /// rows, in ONE write transaction: the relay's whole store work per batch (on SQLite
+    /// every write transaction is a turn the referral writer waits for).
+    pub async fn mark_sent_and_claim(
+        &self,
+        sent: &[String],
         owner: &str,
         limit: u32,
         lease_ms: i64,
@@ -97,6 +136,7 @@ impl Store {
                correlation_id, traceparent, tracestate, attempts, created_at, seq"
         );
         let mut tx = self.begin_write().await?;
+        mark_sent(&mut tx, sent, owner, now).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(owner.to_string())
             .bind(now + lease_ms)
@@ -170,25 +210,8 @@ impl Store {
         if ids.is_empty() {
             return Ok(0);
         }
-        let now = now_millis();
         let mut tx = self.begin_write().await?;
-        let mut updated = 0;
-        for chunk in ids.chunks(200) {
-            let placeholders: Vec<String> =
-                (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
-            let sql = format!(
-                "UPDATE outbox SET sent_at = $1, lease_owner = NULL, lease_until = NULL, \
-                 attempts = attempts + 1 WHERE lease_owner = $2 AND id IN ({})",
-                placeholders.join(", ")
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(now)
-                .bind(owner.to_string());
-            for id in chunk {
-                q = q.bind(id.clone());
-            }
-            updated += q.execute(&mut *tx).await?.rows_affected();
-        }
+        let updated = mark_sent(&mut tx, ids, owner, now_millis()).await?;
         tx.commit().await?;
         Ok(updated)
     }
