@@ -1,9 +1,11 @@
 //! The transactional outbox: rows written with the resources they announce, then
 //! claimed, published and marked sent by the relay.
 //!
-//! Owns: outbox row shapes, insertion inside a commit, claiming with leases
-//! (plus `FOR UPDATE SKIP LOCKED` on PostgreSQL) so that several instances never
-//! hold the same row at once, marking sent, rescheduling with a delay, backlog stats.
+//! Owns: outbox row shapes (the message body in `outbox_bodies`, written once; the
+//! `outbox` row the relay updates stays small), insertion inside a commit, claiming with
+//! leases (plus `FOR UPDATE SKIP LOCKED` on PostgreSQL) so that several instances never
+//! hold the same row at once, marking sent (with the next claim, in one transaction),
+//! rescheduling with a delay, backlog stats.
 //! Must not: talk to the broker or interpret message bodies.
 
 use super::{now_millis, Backend, Store, StoreError};
