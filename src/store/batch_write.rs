@@ -5,11 +5,13 @@
 //! `If-Match` no longer holds, claim every idempotency key (one statement; a unit whose key
 //! was already taken is a duplicate and its other keys are given back), then upsert the
 //! resources, append their history, replace their search rows and add the outbox and
-//! notification rows — one multi-row statement each.
+//! notification rows — one multi-row statement each; last, the relay claims queued with
+//! the batch (mark sent, lease the next rows) in the same transaction.
 //! Must not: be handed units that share a key or a resource (`group_commit` keeps them
 //! apart), or answer callers (it returns one outcome per unit; an `Err` for the whole
 //! batch means nothing was written and the caller retries unit by unit).
 
+use super::outbox::{mark_sent_and_lease, OutboxClaim, OutboxRow};
 use super::prepared::Prepared;
 use super::resources::{CommitOutcome, WriteUnit};
 use super::rows::{run_rows, Bind};
@@ -20,13 +22,20 @@ use std::collections::{HashMap, HashSet};
 
 type ResourceKey = (String, String);
 
+/// One outcome per unit, in order, and per relay claim the rows it leased (with `seq`).
+type BatchOutcome = (
+    Vec<Result<CommitOutcome, StoreError>>,
+    Vec<Vec<(i64, OutboxRow)>>,
+);
+
 impl Store {
     /// One outcome per unit, in order; `Err` when the transaction itself failed.
     pub(super) async fn write_batch(
         &self,
         units: &[&WriteUnit],
         mut prepared: Vec<Option<Prepared>>,
-    ) -> Result<Vec<Result<CommitOutcome, StoreError>>, StoreError> {
+        relay_claims: &[&OutboxClaim],
+    ) -> Result<BatchOutcome, StoreError> {
         let now = now_millis();
         let mut outcomes: Vec<Option<Result<CommitOutcome, StoreError>>> =
             units.iter().map(|_| None).collect();
@@ -306,6 +315,12 @@ impl Store {
             &notification_rows,
         )
         .await?;
+        // 4. The relays' claims: mark what the broker confirmed, lease what is due (this
+        // batch's new rows included, so they are published as soon as it commits).
+        let mut leased = Vec::with_capacity(relay_claims.len());
+        for relay_claim in relay_claims {
+            leased.push(mark_sent_and_lease(&mut tx, self.backend, relay_claim).await?);
+        }
         let commit_started = std::time::Instant::now();
         tx.commit().await?;
         tracing::debug!(
@@ -325,10 +340,11 @@ impl Store {
         for (i, stored) in committed {
             outcomes[i] = Some(Ok(CommitOutcome::Committed(stored)));
         }
-        Ok(outcomes
+        let outcomes = outcomes
             .into_iter()
             .map(|o| o.unwrap_or_else(|| Err(StoreError::Corrupt("unit left unanswered".into()))))
-            .collect())
+            .collect();
+        Ok((outcomes, leased))
     }
 }
 

@@ -103,12 +103,17 @@ impl Store {
             write_pool,
             backend,
             writer: None,
+            claims: None,
             writer_counters: Default::default(),
             sqlite_writers: Default::default(),
             outbox_signal: Arc::new(Notify::new()),
             notification_signal: Arc::new(Notify::new()),
         };
-        store.writer = Some(super::group_commit::spawn_writer(store.clone()));
+        let (writer, claims) = super::group_commit::spawn_writer(store.clone());
+        store.writer = Some(writer);
+        // PostgreSQL: relays claim in transactions of their own (several instances share
+        // the outbox through `FOR UPDATE SKIP LOCKED`; there are no write turns to save).
+        store.claims = (backend == Backend::Sqlite).then_some(claims);
         Ok(store)
     }
 

@@ -15,6 +15,7 @@
 //! trips and a commit each; a batch of N referrals costs about ten multi-row statements
 //! and one commit in all (see `batch_write`).
 
+use super::outbox::{ClaimReply, OutboxClaim};
 use super::prepared::Prepared;
 use super::{CommitOutcome, Store, StoreError, WriteUnit};
 use std::collections::{HashSet, VecDeque};
@@ -64,21 +65,40 @@ pub(super) struct CommitRequest {
     pub reply: oneshot::Sender<Result<CommitOutcome, StoreError>>,
 }
 
+/// A relay's claim queued for the writer, with where to answer it.
+pub(super) type QueuedClaim = (OutboxClaim, ClaimReply);
+
 /// Start the writer task for `writer` (a store handle without a queue of its own) and
-/// return its queue. The task ends when every sender is dropped.
-pub(super) fn spawn_writer(writer: Store) -> mpsc::Sender<CommitRequest> {
+/// return its queues: units to commit, and relay claims to run inside the next batch's
+/// transaction. The task ends when every unit sender is dropped.
+pub(super) fn spawn_writer(
+    writer: Store,
+) -> (mpsc::Sender<CommitRequest>, mpsc::Sender<QueuedClaim>) {
     let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
-    tokio::spawn(run_writer(writer, requests));
-    queue
+    let (claim_queue, claims) = mpsc::channel(64);
+    tokio::spawn(run_writer(writer, requests, claims));
+    (queue, claim_queue)
 }
 
-async fn run_writer(writer: Store, mut requests: mpsc::Receiver<CommitRequest>) {
+async fn run_writer(
+    writer: Store,
+    mut requests: mpsc::Receiver<CommitRequest>,
+    mut claims: mpsc::Receiver<QueuedClaim>,
+) {
     let mut waiting: VecDeque<CommitRequest> = VecDeque::new();
+    let mut claims_waiting: Vec<QueuedClaim> = Vec::new();
+    let mut claims_open = true;
     loop {
-        if waiting.is_empty() {
-            match requests.recv().await {
-                Some(request) => waiting.push_back(request),
-                None => return,
+        if waiting.is_empty() && claims_waiting.is_empty() {
+            tokio::select! {
+                request = requests.recv() => match request {
+                    Some(request) => waiting.push_back(request),
+                    None => return,
+                },
+                claim = claims.recv(), if claims_open => match claim {
+                    Some(claim) => claims_waiting.push(claim),
+                    None => claims_open = false,
+                },
             }
         }
         while waiting.len() < MAX_BATCH * 2 {
@@ -87,11 +107,19 @@ async fn run_writer(writer: Store, mut requests: mpsc::Receiver<CommitRequest>) 
                 Err(_) => break,
             }
         }
+        while let Ok(claim) = claims.try_recv() {
+            claims_waiting.push(claim);
+        }
+        let claims_now = std::mem::take(&mut claims_waiting);
+        if waiting.is_empty() {
+            claim_each(&writer, claims_now).await;
+            continue;
+        }
         let batch = take_disjoint(&mut waiting);
         let units = batch.requests.len();
         writer.writer_counters.record(units);
         let started = std::time::Instant::now();
-        write_and_answer(&writer, batch).await;
+        write_and_answer(&writer, batch, claims_now).await;
         tracing::debug!(
             units,
             queued = waiting.len() + requests.len(),
@@ -153,24 +181,38 @@ fn take_disjoint(waiting: &mut VecDeque<CommitRequest>) -> Batch {
     }
 }
 
-/// Write a batch and answer its callers; on failure, write each unit on its own.
-async fn write_and_answer(writer: &Store, batch: Batch) {
+/// Write a batch (and the relay claims, in the same transaction) and answer its callers;
+/// on failure, write each unit, and run each claim, on its own.
+async fn write_and_answer(writer: &Store, batch: Batch, claims: Vec<QueuedClaim>) {
     if batch.alone {
-        return commit_each(writer, batch.requests).await;
+        commit_each(writer, batch.requests).await;
+        return claim_each(writer, claims).await;
     }
     let mut batch = batch.requests;
     let prepared: Vec<Option<Prepared>> = batch.iter_mut().map(|r| r.prepared.take()).collect();
     let units: Vec<&WriteUnit> = batch.iter().map(|r| &r.unit).collect();
-    match writer.write_batch(&units, prepared).await {
-        Ok(outcomes) => {
+    let claimed: Vec<&OutboxClaim> = claims.iter().map(|(c, _)| c).collect();
+    match writer.write_batch(&units, prepared, &claimed).await {
+        Ok((outcomes, leased)) => {
             for (request, outcome) in batch.into_iter().zip(outcomes) {
                 let _ = request.reply.send(outcome);
+            }
+            for ((_, reply), rows) in claims.into_iter().zip(leased) {
+                let _ = reply.send(Ok(rows));
             }
         }
         Err(err) => {
             tracing::warn!(units = batch.len(), error = %err, "batch commit failed; committing its units one by one");
             commit_each(writer, batch).await;
+            claim_each(writer, claims).await;
         }
+    }
+}
+
+/// Run each relay claim in a transaction of its own and answer it.
+async fn claim_each(writer: &Store, claims: Vec<QueuedClaim>) {
+    for (claim, reply) in claims {
+        let _ = reply.send(writer.claim_in_own_transaction(&claim).await);
     }
 }
 

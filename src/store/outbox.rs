@@ -104,6 +104,70 @@ async fn mark_sent(
     Ok(updated)
 }
 
+/// A relay's store work for one batch: mark `sent` sent, lease the next `limit` rows.
+#[derive(Debug, Clone)]
+pub(super) struct OutboxClaim {
+    pub sent: Vec<String>,
+    pub owner: String,
+    pub limit: u32,
+    pub lease_ms: i64,
+}
+
+/// What the writer answers a claim with: the leased rows (bodies empty) and their `seq`.
+pub(super) type ClaimReply =
+    tokio::sync::oneshot::Sender<Result<Vec<(i64, OutboxRow)>, StoreError>>;
+
+/// Run `claim` inside the caller's write transaction.
+pub(super) async fn mark_sent_and_lease(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    claim: &OutboxClaim,
+) -> Result<Vec<(i64, OutboxRow)>, StoreError> {
+    let now = now_millis();
+    mark_sent(conn, &claim.sent, &claim.owner, now).await?;
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE outbox SET lease_owner = $1, lease_until = $2 WHERE seq IN (\
+           SELECT seq FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= $3 \
+           AND (lease_until IS NULL OR lease_until < $3) ORDER BY seq LIMIT {}{lock}) \
+         RETURNING id, destination, routing_key, message_type, content_type, profile, \
+           correlation_id, traceparent, tracestate, attempts, created_at, seq",
+        claim.limit
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(claim.owner.clone())
+        .bind(now + claim.lease_ms)
+        .bind(now)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        claimed.push((
+            row.try_get(11)?,
+            OutboxRow {
+                message: NewOutboxMessage {
+                    id: row.try_get(0)?,
+                    destination: row.try_get(1)?,
+                    routing_key: row.try_get(2)?,
+                    message_type: row.try_get(3)?,
+                    content_type: row.try_get(4)?,
+                    profile: row.try_get(5)?,
+                    body: String::new(),
+                    correlation_id: row.try_get(6)?,
+                    traceparent: row.try_get(7)?,
+                    tracestate: row.try_get(8)?,
+                },
+                attempts: row.try_get(9)?,
+                created_at: row.try_get(10)?,
+            },
+        ));
+    }
+    Ok(claimed)
+}
+
 impl Store {
     /// Lease up to `limit` due rows to `owner` for `lease_ms`, oldest first.
     pub async fn claim_outbox(
@@ -116,8 +180,10 @@ impl Store {
     }
 
     /// Mark the rows of `sent` still leased to `owner` sent, and lease the next `limit` due
-    /// rows, in ONE write transaction: the relay's whole store work per batch (on SQLite
-    /// every write transaction is a turn the referral writer waits for).
+    /// rows, in ONE write transaction: the relay's whole store work per batch. On SQLite
+    /// that transaction is the group-commit writer's next batch (a write transaction of its
+    /// own would be one more turn the referral writer waits for), so rows committed in that
+    /// batch are claimed as it commits.
     pub async fn mark_sent_and_claim(
         &self,
         sent: &[String],
@@ -125,49 +191,23 @@ impl Store {
         limit: u32,
         lease_ms: i64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        let now = now_millis();
-        let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
+        let claim = OutboxClaim {
+            sent: sent.to_vec(),
+            owner: owner.to_string(),
+            limit,
+            lease_ms,
         };
-        let sql = format!(
-            "UPDATE outbox SET lease_owner = $1, lease_until = $2 WHERE seq IN (\
-               SELECT seq FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= $3 \
-               AND (lease_until IS NULL OR lease_until < $3) ORDER BY seq LIMIT {limit}{lock}) \
-             RETURNING id, destination, routing_key, message_type, content_type, profile, \
-               correlation_id, traceparent, tracestate, attempts, created_at, seq"
-        );
-        let mut tx = self.begin_write().await?;
-        mark_sent(&mut tx, sent, owner, now).await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(owner.to_string())
-            .bind(now + lease_ms)
-            .bind(now)
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        let mut claimed: Vec<(i64, OutboxRow)> = Vec::with_capacity(rows.len());
-        for row in rows {
-            claimed.push((
-                row.try_get(11)?,
-                OutboxRow {
-                    message: NewOutboxMessage {
-                        id: row.try_get(0)?,
-                        destination: row.try_get(1)?,
-                        routing_key: row.try_get(2)?,
-                        message_type: row.try_get(3)?,
-                        content_type: row.try_get(4)?,
-                        profile: row.try_get(5)?,
-                        body: String::new(),
-                        correlation_id: row.try_get(6)?,
-                        traceparent: row.try_get(7)?,
-                        tracestate: row.try_get(8)?,
-                    },
-                    attempts: row.try_get(9)?,
-                    created_at: row.try_get(10)?,
-                },
-            ));
-        }
+        let mut claimed = match &self.claims {
+            Some(writer) => {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                writer
+                    .send((claim, reply))
+                    .await
+                    .map_err(|_| StoreError::WriterStopped)?;
+                answer.await.map_err(|_| StoreError::WriterStopped)??
+            }
+            None => self.claim_in_own_transaction(&claim).await?,
+        };
         // The bodies, read after the lease is committed (a leased row is ours; its body
         // never changes).
         let mut bodies = self
@@ -181,6 +221,17 @@ impl Store {
         // RETURNING order is unspecified; publish in write order.
         claimed.sort_by_key(|(seq, _)| *seq);
         Ok(claimed.into_iter().map(|(_, row)| row).collect())
+    }
+
+    /// `claim` in a write transaction of its own.
+    pub(super) async fn claim_in_own_transaction(
+        &self,
+        claim: &OutboxClaim,
+    ) -> Result<Vec<(i64, OutboxRow)>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let claimed = mark_sent_and_lease(&mut tx, self.backend, claim).await?;
+        tx.commit().await?;
+        Ok(claimed)
     }
 
     /// The bodies of outbox messages, by id.
