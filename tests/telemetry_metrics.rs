@@ -212,7 +212,6 @@ async fn metrics_count_a_referral_end_to_end() {
     metrics::task_update("http", "rejected");
     metrics::notification_delivered();
     metrics::notification_failed();
-    metrics::set_notifications_pending(4);
     metrics::token_request("issued");
 
     let provider = [("provider", "8kx42")];
@@ -273,7 +272,10 @@ async fn metrics_count_a_referral_end_to_end() {
     assert_eq!(delta(metrics::TASK_UPDATES, &http_rejected), 1.0);
     assert_eq!(delta(metrics::NOTIFICATIONS_DELIVERED, &[]), 1.0);
     assert_eq!(delta(metrics::NOTIFICATIONS_FAILED, &[]), 1.0);
-    assert_eq!(after.value(metrics::NOTIFICATIONS_PENDING, &[]), 4.0);
+    // The pending-notifications gauge belongs to the notifier, which sets it to the real
+    // backlog on every poll (a value set here would race with it): none are pending.
+    assert!(after.text.contains(metrics::NOTIFICATIONS_PENDING));
+    assert_eq!(after.value(metrics::NOTIFICATIONS_PENDING, &[]), 0.0);
     assert_eq!(
         delta(metrics::TOKEN_REQUESTS, &[("outcome", "issued")]),
         1.0
