@@ -54,7 +54,7 @@ pub(crate) fn outbox_row(ctx: &MessageContext, stored: &[StoredResource]) -> New
 /// once, never copied into a Bundle `Value` first (that copy and its drop cost about three
 /// times the referral's validation).
 fn message_body(ctx: &MessageContext, stored: &[StoredResource]) -> String {
-    let full_url = |rtype: &str, id: &str| format!("{}/{rtype}/{id}", ctx.base_url);
+    let full_url = |reference: &str| Value::String(format!("{}/{reference}", ctx.base_url));
     let sr = stored.first();
     let task = stored.get(1);
     // (Type/id, resource), in Bundle order, each resource once.
@@ -115,7 +115,7 @@ fn message_body(ctx: &MessageContext, stored: &[StoredResource]) -> String {
                 .unwrap_or_else(|| json!({"display": ctx.provider.name})),
         }],
         "source": {"name": "spbridge", "endpoint": ctx.source_endpoint},
-        "focus": sr.map(|s| vec![json!({"reference": full_url(&s.resource_type, &s.id)})]).unwrap_or_default(),
+        "focus": sr.map(|s| vec![json!({"reference": full_url(&s.reference())})]).unwrap_or_default(),
     });
     if let (Some(sender), Value::Object(map)) = (sender, &mut header) {
         map.insert("sender".into(), sender);
@@ -138,7 +138,7 @@ fn message_body(ctx: &MessageContext, stored: &[StoredResource]) -> String {
     // Writing JSON into a `String` cannot fail.
     let _ = write!(body, "{header_entry}");
     for (key, resource) in &entries {
-        let url = Value::String(format!("{}/{key}", ctx.base_url));
+        let url = full_url(key);
         let _ = write!(body, ",{{\"fullUrl\":{url},\"resource\":{resource}}}");
     }
     body.push_str("]}");

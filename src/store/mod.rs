@@ -106,7 +106,7 @@ pub struct Store {
     /// writer's own handle, which commits directly).
     writer: Option<tokio::sync::mpsc::Sender<group_commit::CommitRequest>>,
     /// SQLite: the writer's queue of relay claims, run inside its next batch.
-    claims: Option<tokio::sync::mpsc::Sender<(outbox::OutboxClaim, outbox::ClaimReply)>>,
+    claims: Option<tokio::sync::mpsc::Sender<group_commit::QueuedClaim>>,
     writer_counters: Arc<group_commit::WriterCounters>,
     /// SQLite: this process's writers take turns here before `BEGIN IMMEDIATE`.
     sqlite_writers: Arc<tokio::sync::Mutex<()>>,

@@ -363,21 +363,21 @@ impl Store {
             if values.is_empty() {
                 continue;
             }
-            let mut alternatives = Vec::new();
-            if param == "_id" {
-                for value in values {
-                    binds.push(Bind::Text(value.clone()));
-                    alternatives.push(format!("${}", binds.len()));
-                }
-                filter.push_str(&format!(" AND r.id IN ({})", alternatives.join(", ")));
-                continue;
-            }
-            let (param, values) = search_index::index_terms(resource_type, param, values);
+            // `_id` is the resource's own column; other parameters are looked for as indexed.
+            let (indexed, values) = match param.as_str() {
+                "_id" => (param.clone(), values.clone()),
+                _ => search_index::index_terms(resource_type, param, values),
+            };
+            let mut alternatives = Vec::with_capacity(values.len());
             for value in values {
                 binds.push(Bind::Text(value));
                 alternatives.push(format!("${}", binds.len()));
             }
-            binds.push(Bind::Text(param));
+            if param == "_id" {
+                filter.push_str(&format!(" AND r.id IN ({})", alternatives.join(", ")));
+                continue;
+            }
+            binds.push(Bind::Text(indexed));
             filter.push_str(&format!(
                 " AND EXISTS (SELECT 1 FROM search_index s WHERE s.resource_type = r.resource_type \
                  AND s.id = r.id AND s.param = ${} AND s.value IN ({}))",
