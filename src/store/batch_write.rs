@@ -1,12 +1,13 @@
 //! Writing a batch of disjoint `WriteUnit`s in one transaction with multi-row statements.
 //!
 //! Owns: the batch form of a commit. In one transaction, whatever the batch size:
-//! read the current versions of every resource written (one statement), refuse units whose
-//! `If-Match` no longer holds, claim every idempotency key (one statement; a unit whose key
-//! was already taken is a duplicate and its other keys are given back), then upsert the
-//! resources, append their history, replace their search rows and add the outbox and
-//! notification rows — one multi-row statement each; last, the relay claims queued with
-//! the batch (mark sent, lease the next rows) in the same transaction.
+//! read the current versions of every resource written and claim every idempotency key
+//! (sent together), refuse units whose `If-Match` no longer holds and treat a unit whose key
+//! was already taken as a duplicate (the keys such units claimed are given back), then
+//! upsert the resources, append their history, replace their search rows and add the outbox
+//! and notification rows — one multi-row statement each, sent together; last, the relay
+//! claims queued with the batch (mark sent, lease the next rows) in the same transaction.
+//! "Sent together" is one query on SQLite (`rows::StatementBatch`).
 //! Must not: be handed units that share a key or a resource (`group_commit` keeps them
 //! apart), or answer callers (it returns one outcome per unit; an `Err` for the whole
 //! batch means nothing was written and the caller retries unit by unit).
@@ -14,7 +15,7 @@
 use super::outbox::{mark_sent_and_lease, OutboxClaim, OutboxRow};
 use super::prepared::Prepared;
 use super::resources::{CommitOutcome, WriteUnit};
-use super::rows::{run_rows, Bind};
+use super::rows::{run_rows, Bind, StatementBatch};
 use super::{now_millis, Store, StoreError, StoredResource};
 use serde_json::Value;
 use sqlx::Row;
@@ -43,18 +44,19 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let writing_started = std::time::Instant::now();
 
-        // 1. Current versions; units whose If-Match no longer holds write nothing.
-        // Per resource type, so that both databases look ids up in the primary key (a
-        // row-value `IN (VALUES …)` made SQLite scan the whole table).
-        let mut current: HashMap<ResourceKey, i64> = HashMap::new();
+        // 1 and 2, sent together: the current version of every resource written, and a
+        // claim on every idempotency key. Versions per resource type, so that both databases
+        // look ids up in the primary key (a row-value `IN (VALUES …)` made SQLite scan the
+        // whole table). The keys of a unit that turns out to conflict or be a duplicate are
+        // given back below (units of a batch share no key, so that is as if never claimed).
+        let mut lookups = StatementBatch::new(&tx);
         for (rtype, ids) in ids_by_type(
             units
                 .iter()
                 .flat_map(|u| u.writes.iter())
                 .map(|w| (&w.resource_type, &w.id)),
         ) {
-            for row in run_rows(
-                &mut tx,
+            lookups.push_rows(
                 (
                     "SELECT resource_type, id, version_id FROM resources \
                      WHERE resource_type = ?1 AND id IN (",
@@ -63,12 +65,48 @@ impl Store {
                 "?1",
                 ")",
                 &ids,
-            )
-            .await?
-            {
+            );
+        }
+        let claims: Vec<Vec<Bind>> = units
+            .iter()
+            .flat_map(|u| u.idempotency.iter())
+            .map(|c| {
+                vec![
+                    Bind::Text(c.key.clone()),
+                    Bind::Text(c.refs.to_string()),
+                    Bind::Int(now),
+                ]
+            })
+            .collect();
+        lookups.push_rows(
+            (
+                "INSERT INTO idempotency_keys (key, refs, created_at) VALUES",
+                &[],
+            ),
+            "(?1, ?2, ?3)",
+            "ON CONFLICT (key) DO NOTHING RETURNING key",
+            &claims,
+        );
+        let mut current: HashMap<ResourceKey, i64> = HashMap::new();
+        let mut claimed: HashSet<String> = HashSet::new();
+        for row in lookups.run(&mut tx).await? {
+            // Version rows have three columns, claimed keys one.
+            if row.len() == 3 {
                 current.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
+            } else {
+                claimed.insert(row.try_get(0)?);
             }
         }
+        // Units whose If-Match no longer holds write nothing.
+        let mut give_back: Vec<Vec<Bind>> = Vec::new();
+        let keys_given_back = |unit: &WriteUnit, give_back: &mut Vec<Vec<Bind>>| {
+            give_back.extend(
+                unit.idempotency
+                    .iter()
+                    .filter(|c| claimed.contains(&c.key))
+                    .map(|c| vec![Bind::Text(c.key.clone())]),
+            );
+        };
         for (i, unit) in units.iter().enumerate() {
             let conflict = unit.writes.iter().find(|w| {
                 w.if_match.is_some_and(|expected| {
@@ -80,49 +118,18 @@ impl Store {
                     "{}/{}",
                     w.resource_type, w.id
                 ))));
+                keys_given_back(unit, &mut give_back);
             }
         }
-
-        // 2. Idempotency keys of the units still in play, all at once.
-        let claims: Vec<Vec<Bind>> = live(units, &outcomes)
-            .flat_map(|(_, u)| u.idempotency.iter())
-            .map(|c| {
-                vec![
-                    Bind::Text(c.key.clone()),
-                    Bind::Text(c.refs.to_string()),
-                    Bind::Int(now),
-                ]
-            })
-            .collect();
-        let mut claimed: HashSet<String> = HashSet::new();
-        for row in run_rows(
-            &mut tx,
-            (
-                "INSERT INTO idempotency_keys (key, refs, created_at) VALUES",
-                &[],
-            ),
-            "(?1, ?2, ?3)",
-            "ON CONFLICT (key) DO NOTHING RETURNING key",
-            &claims,
-        )
-        .await?
-        {
-            claimed.insert(row.try_get(0)?);
-        }
-        let mut give_back: Vec<Vec<Bind>> = Vec::new();
+        // Units one of whose keys was already taken are duplicates.
         let mut duplicates: Vec<(usize, String)> = Vec::new();
         for (i, unit) in live(units, &outcomes) {
             if let Some(taken) = unit.idempotency.iter().find(|c| !claimed.contains(&c.key)) {
                 duplicates.push((i, taken.key.clone()));
-                give_back.extend(
-                    unit.idempotency
-                        .iter()
-                        .filter(|c| claimed.contains(&c.key))
-                        .map(|c| vec![Bind::Text(c.key.clone())]),
-                );
+                keys_given_back(unit, &mut give_back);
             }
         }
-        if !duplicates.is_empty() {
+        if !give_back.is_empty() {
             run_rows(
                 &mut tx,
                 ("DELETE FROM idempotency_keys WHERE key IN (", &[]),
@@ -131,6 +138,8 @@ impl Store {
                 &give_back,
             )
             .await?;
+        }
+        if !duplicates.is_empty() {
             let wanted: Vec<Vec<Bind>> = duplicates
                 .iter()
                 .map(|(_, key)| vec![Bind::Text(key.clone())])
@@ -240,26 +249,22 @@ impl Store {
             }
             committed.push((i, stored));
         }
-        run_rows(
-            &mut tx,
+        let mut statements = StatementBatch::new(&tx);
+        statements.push_rows(
             ("INSERT INTO resources (resource_type, id, version_id, last_updated, content) VALUES", &[]),
             "(?1, ?2, ?3, ?4, ?5)",
             "ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id, \
              last_updated = excluded.last_updated, content = excluded.content",
             &resource_rows,
-        )
-        .await?;
-        run_rows(
-            &mut tx,
+        );
+        statements.push_rows(
             ("INSERT INTO resource_history (resource_type, id, version_id, last_updated, content) VALUES", &[]),
             "(?1, ?2, ?3, ?4, ?5)",
             "",
             &history_rows,
-        )
-        .await?;
+        );
         for (rtype, ids) in ids_by_type(replaced.iter().map(|(t, i)| (t, i))) {
-            run_rows(
-                &mut tx,
+            statements.push_rows(
                 (
                     "DELETE FROM search_index WHERE resource_type = ?1 AND id IN (",
                     &[Bind::Text(rtype)],
@@ -267,11 +272,9 @@ impl Store {
                 "?1",
                 ")",
                 &ids,
-            )
-            .await?;
+            );
         }
-        run_rows(
-            &mut tx,
+        statements.push_rows(
             (
                 "INSERT INTO search_index (resource_type, id, param, value) VALUES",
                 &[],
@@ -279,10 +282,8 @@ impl Store {
             "(?1, ?2, ?3, ?4)",
             " ON CONFLICT DO NOTHING",
             &index_rows,
-        )
-        .await?;
-        run_rows(
-            &mut tx,
+        );
+        statements.push_rows(
             (
                 "INSERT INTO outbox (id, destination, routing_key, message_type, content_type, \
                  profile, correlation_id, traceparent, tracestate, created_at, attempts, \
@@ -292,18 +293,14 @@ impl Store {
             "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11)",
             "",
             &outbox_rows,
-        )
-        .await?;
-        run_rows(
-            &mut tx,
+        );
+        statements.push_rows(
             ("INSERT INTO outbox_bodies (id, body) VALUES", &[]),
             "(?1, ?2)",
             "",
             &outbox_bodies,
-        )
-        .await?;
-        run_rows(
-            &mut tx,
+        );
+        statements.push_rows(
             (
                 "INSERT INTO notifications (id, subscription_id, resource_type, resource_id, \
                  version_id, correlation_id, traceparent, tracestate, created_at, attempts, \
@@ -313,8 +310,8 @@ impl Store {
             "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10)",
             "",
             &notification_rows,
-        )
-        .await?;
+        );
+        statements.run(&mut tx).await?;
         // 4. The relays' claims: mark what the broker confirmed, lease what is due (this
         // batch's new rows included, so they are published as soon as it commits).
         let mut leased = Vec::with_capacity(relay_claims.len());

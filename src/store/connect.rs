@@ -54,7 +54,7 @@ impl Store {
             Backend::Sqlite => config.max_connections.clamp(1, 4),
             Backend::Postgres => config.max_connections.max(1),
         };
-        let pool_of = |max: u32| {
+        let pool_of = |max: u32, writes: bool| {
             let schema = schema.clone();
             AnyPoolOptions::new()
                 .max_connections(max)
@@ -74,6 +74,15 @@ impl Store {
                                 conn.execute("PRAGMA foreign_keys=ON").await?;
                                 // A larger page cache per connection (16 MiB; default 2 MiB).
                                 conn.execute("PRAGMA cache_size=-16384").await?;
+                                if writes {
+                                    // Checkpoints run beside the writer (`checkpoint`);
+                                    // its own automatic one is only the backstop.
+                                    conn.execute(AssertSqlSafe(format!(
+                                        "PRAGMA wal_autocheckpoint={}",
+                                        super::checkpoint::WRITER_AUTOCHECKPOINT_PAGES
+                                    )))
+                                    .await?;
+                                }
                             }
                             Backend::Postgres if !schema.is_empty() => {
                                 conn.execute(AssertSqlSafe(format!(
@@ -87,7 +96,7 @@ impl Store {
                     })
                 })
         };
-        let pool = pool_of(max).connect_with(options.clone()).await?;
+        let pool = pool_of(max, false).connect_with(options.clone()).await?;
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
@@ -95,8 +104,12 @@ impl Store {
         // SQLite's write transactions take turns anyway (`begin_write`): they get a
         // connection of their own, so the writer never queues behind readers for one.
         let write_pool = match backend {
-            Backend::Sqlite => pool_of(1).connect_with(options).await?,
+            Backend::Sqlite => pool_of(1, true).connect_with(options.clone()).await?,
             Backend::Postgres => pool.clone(),
+        };
+        let checkpoint_pool = match backend {
+            Backend::Sqlite => Some(pool_of(1, false).connect_with(options).await?),
+            Backend::Postgres => None,
         };
         let mut store = Store {
             pool,
@@ -104,11 +117,18 @@ impl Store {
             backend,
             writer: None,
             claims: None,
+            checkpoint_pool: checkpoint_pool.clone(),
             writer_counters: Default::default(),
             sqlite_writers: Default::default(),
             outbox_signal: Arc::new(Notify::new()),
             notification_signal: Arc::new(Notify::new()),
         };
+        if let Some(checkpoints) = checkpoint_pool {
+            super::checkpoint::spawn_checkpointer(
+                checkpoints,
+                Arc::downgrade(&store.writer_counters),
+            );
+        }
         let (writer, claims) = super::group_commit::spawn_writer(store.clone());
         store.writer = Some(writer);
         // PostgreSQL: relays claim in transactions of their own (several instances share

@@ -15,6 +15,7 @@
 
 mod audit;
 mod batch_write;
+mod checkpoint;
 mod connect;
 mod group_commit;
 mod notifications;
@@ -101,6 +102,8 @@ pub struct Store {
     /// Write transactions: on SQLite one connection of its own (writers take turns);
     /// on PostgreSQL the same pool.
     write_pool: sqlx::AnyPool,
+    /// SQLite: the background WAL checkpointer's connection (`checkpoint`).
+    checkpoint_pool: Option<sqlx::AnyPool>,
     backend: Backend,
     /// Queue of the writer task that group-commits `WriteUnit`s (`None` on the
     /// writer's own handle, which commits directly).
@@ -152,6 +155,9 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
         self.write_pool.close().await;
+        if let Some(pool) = &self.checkpoint_pool {
+            pool.close().await;
+        }
     }
 }
 

@@ -77,19 +77,17 @@ fn row_placeholders(shape: &str, offset: usize, numbered: bool) -> String {
     out
 }
 
-/// Run `{head} {row}, {row}, … {tail}` for every row (each row has the same number of
-/// binds, `shape` placeholders `?1..?k`), returning any rows the statements return.
-/// `lead` are binds of placeholders in `head` (written `?1..?j` there), bound first in
-/// every chunk.
-pub(super) async fn run_rows(
-    conn: &mut sqlx::AnyConnection,
+/// The statements `{head} {row}, {row}, … {tail}` for every row in chunks (each row has
+/// the same number of binds, `shape` placeholders `?1..?k`), with their binds. `lead` are
+/// binds of placeholders in `head` (written `?1..?j` there), bound first in every chunk.
+fn chunk_statements(
+    numbered: bool,
     (head, lead): (&str, &[Bind]),
     shape: &str,
     tail: &str,
     rows: &[Vec<Bind>],
-) -> Result<Vec<AnyRow>, StoreError> {
-    let numbered = conn.backend_name() != "SQLite";
-    let mut returned = Vec::new();
+) -> Vec<(String, Vec<Bind>)> {
+    let mut statements = Vec::new();
     let mut start = 0;
     for size in chunk_sizes(rows.len()) {
         let chunk = &rows[start..start + size];
@@ -108,13 +106,92 @@ pub(super) async fn run_rows(
         }
         sql.push(' ');
         sql.push_str(tail);
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for bind in lead.iter().chain(chunk.iter().flatten()) {
+        let binds = lead.iter().chain(chunk.iter().flatten()).cloned().collect();
+        statements.push((sql, binds));
+    }
+    statements
+}
+
+fn is_sqlite(conn: &sqlx::AnyConnection) -> bool {
+    conn.backend_name() == "SQLite"
+}
+
+/// Run `{head} {row}, {row}, … {tail}` for every row (see `chunk_statements`), returning
+/// any rows the statements return.
+pub(super) async fn run_rows(
+    conn: &mut sqlx::AnyConnection,
+    head: (&str, &[Bind]),
+    shape: &str,
+    tail: &str,
+    rows: &[Vec<Bind>],
+) -> Result<Vec<AnyRow>, StoreError> {
+    let mut statements = StatementBatch::new(conn);
+    statements.push_rows(head, shape, tail, rows);
+    statements.run(conn).await
+}
+
+/// Several statements sent to the database together.
+///
+/// On SQLite they go as ONE multi-statement query: the connection lives on sqlx's worker
+/// thread, and every query is a hand-off to that thread and back, which on a busy 2-core
+/// machine cost more than the SQL itself (a batch of referrals took about 25 of them).
+/// The texts differ from batch to batch, so they are not kept in the prepared-statement
+/// cache. On PostgreSQL (which cannot take several statements with binds in one query) they
+/// run one after the other.
+pub(super) struct StatementBatch {
+    numbered: bool,
+    statements: Vec<(String, Vec<Bind>)>,
+}
+
+impl StatementBatch {
+    pub(super) fn new(conn: &sqlx::AnyConnection) -> StatementBatch {
+        StatementBatch {
+            numbered: !is_sqlite(conn),
+            statements: Vec::new(),
+        }
+    }
+
+    /// Add `{head} {row}, … {tail}` for every row (nothing when there are no rows).
+    pub(super) fn push_rows(
+        &mut self,
+        head: (&str, &[Bind]),
+        shape: &str,
+        tail: &str,
+        rows: &[Vec<Bind>],
+    ) {
+        self.statements
+            .extend(chunk_statements(self.numbered, head, shape, tail, rows));
+    }
+
+    /// Run every statement in order; the rows they return, in order.
+    pub(super) async fn run(
+        self,
+        conn: &mut sqlx::AnyConnection,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        if self.statements.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.numbered {
+            let mut returned = Vec::new();
+            for (sql, binds) in self.statements {
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for bind in &binds {
+                    query = bind.bind(query);
+                }
+                returned.extend(query.fetch_all(&mut *conn).await?);
+            }
+            return Ok(returned);
+        }
+        // One statement: its text is one of a few (chunk sizes are powers of two), so it
+        // stays prepared; several: a text of this batch only.
+        let persistent = self.statements.len() == 1;
+        let sql: Vec<&str> = self.statements.iter().map(|(s, _)| s.as_str()).collect();
+        let mut query = sqlx::query(AssertSqlSafe(sql.join(";\n"))).persistent(persistent);
+        for bind in self.statements.iter().flat_map(|(_, b)| b) {
             query = bind.bind(query);
         }
-        returned.extend(query.fetch_all(&mut *conn).await?);
+        Ok(query.fetch_all(&mut *conn).await?)
     }
-    Ok(returned)
 }
 
 #[cfg(test)]
