@@ -16,7 +16,7 @@ use super::outbox::{mark_sent_and_lease, OutboxClaim, OutboxRow};
 use super::prepared::Prepared;
 use super::resources::{CommitOutcome, WriteUnit};
 use super::rows::{run_rows, Bind, StatementBatch};
-use super::{now_millis, Store, StoreError, StoredResource};
+use super::{now_millis, Backend, Store, StoreError, StoredResource};
 use serde_json::Value;
 use sqlx::Row;
 use std::collections::{HashMap, HashSet};
@@ -249,7 +249,25 @@ impl Store {
             }
             committed.push((i, stored));
         }
+        // The replaced versions' search rows go first; on PostgreSQL on their own, as the
+        // inserts after them may put some of the same rows back and are sent as one statement
+        // (see `StatementBatch::run_writes`).
         let mut statements = StatementBatch::new(&tx);
+        for (rtype, ids) in ids_by_type(replaced.iter().map(|(t, i)| (t, i))) {
+            statements.push_rows(
+                (
+                    "DELETE FROM search_index WHERE resource_type = ?1 AND id IN (",
+                    &[Bind::Text(rtype)],
+                ),
+                "?1",
+                ")",
+                &ids,
+            );
+        }
+        if self.backend == Backend::Postgres {
+            statements.run_writes(&mut tx).await?;
+            statements = StatementBatch::new(&tx);
+        }
         statements.push_rows(
             ("INSERT INTO resources (resource_type, id, version_id, last_updated, content) VALUES", &[]),
             "(?1, ?2, ?3, ?4, ?5)",
@@ -263,17 +281,6 @@ impl Store {
             "",
             &history_rows,
         );
-        for (rtype, ids) in ids_by_type(replaced.iter().map(|(t, i)| (t, i))) {
-            statements.push_rows(
-                (
-                    "DELETE FROM search_index WHERE resource_type = ?1 AND id IN (",
-                    &[Bind::Text(rtype)],
-                ),
-                "?1",
-                ")",
-                &ids,
-            );
-        }
         statements.push_rows(
             (
                 "INSERT INTO search_index (resource_type, id, param, value) VALUES",
@@ -311,7 +318,7 @@ impl Store {
             "",
             &notification_rows,
         );
-        statements.run(&mut tx).await?;
+        statements.run_writes(&mut tx).await?;
         // 4. The relays' claims: mark what the broker confirmed, lease what is due (this
         // batch's new rows included, so they are published as soon as it commits).
         let mut leased = Vec::with_capacity(relay_claims.len());

@@ -33,7 +33,32 @@ impl Bind {
     }
 }
 
-/// Chunk sizes for `n` rows: powers of two, largest first, each ≤ `MAX_ROWS`.
+/// PostgreSQL: statements of at most this many rows stay prepared.
+const KEEP_PREPARED_ROWS: usize = 4;
+
+/// One statement with its binds, and whether to keep it prepared.
+struct Statement {
+    sql: String,
+    binds: Vec<Bind>,
+    keep: bool,
+}
+
+/// PostgreSQL: most binds in one statement (its limit is 65,535).
+const PG_MAX_BINDS: usize = 30_000;
+
+/// PostgreSQL: `n` rows in as few statements as `max_rows` allows, of about equal size. Each
+/// statement is a round trip (two for a text not yet prepared); PostgreSQL cannot take
+/// several statements with binds in one query, so fewer, larger statements are what save
+/// round trips, even though their texts change with the batch size.
+fn even_chunks(n: usize, max_rows: usize) -> Vec<usize> {
+    let max_rows = max_rows.max(1);
+    let count = n.div_ceil(max_rows);
+    (0..count)
+        .map(|i| n / count + usize::from(i < n % count))
+        .collect()
+}
+
+/// SQLite: chunk sizes for `n` rows: powers of two, largest first, each ≤ `MAX_ROWS`.
 fn chunk_sizes(mut n: usize) -> Vec<usize> {
     let mut sizes = Vec::new();
     while n > 0 {
@@ -86,10 +111,16 @@ fn chunk_statements(
     shape: &str,
     tail: &str,
     rows: &[Vec<Bind>],
-) -> Vec<(String, Vec<Bind>)> {
+) -> Vec<Statement> {
     let mut statements = Vec::new();
     let mut start = 0;
-    for size in chunk_sizes(rows.len()) {
+    let width = rows.first().map_or(1, Vec::len).max(1);
+    let sizes = if numbered {
+        even_chunks(rows.len(), (PG_MAX_BINDS - lead.len()) / width)
+    } else {
+        chunk_sizes(rows.len())
+    };
+    for size in sizes {
         let chunk = &rows[start..start + size];
         start += size;
         let mut sql = String::with_capacity(head.len() + tail.len() + size * (shape.len() + 8));
@@ -107,7 +138,10 @@ fn chunk_statements(
         sql.push(' ');
         sql.push_str(tail);
         let binds = lead.iter().chain(chunk.iter().flatten()).cloned().collect();
-        statements.push((sql, binds));
+        // Kept prepared when its text will come again: SQLite's power-of-two chunks, and
+        // PostgreSQL statements of a few rows (a relay's handful of ids, one Task update).
+        let keep = !numbered || size <= KEEP_PREPARED_ROWS;
+        statements.push(Statement { sql, binds, keep });
     }
     statements
 }
@@ -140,7 +174,7 @@ pub(super) async fn run_rows(
 /// run one after the other.
 pub(super) struct StatementBatch {
     numbered: bool,
-    statements: Vec<(String, Vec<Bind>)>,
+    statements: Vec<Statement>,
 }
 
 impl StatementBatch {
@@ -163,6 +197,38 @@ impl StatementBatch {
             .extend(chunk_statements(self.numbered, head, shape, tail, rows));
     }
 
+    /// Run statements that return no rows (inserts, updates, deletes without `RETURNING`).
+    /// On PostgreSQL they go as ONE statement, each a data-modifying `WITH` clause: each
+    /// statement was a round trip (two for a text not prepared before), about a millisecond
+    /// each on a busy machine, and a batch of referrals wrote seven of them. The clauses run
+    /// on one snapshot, so they must not depend on one another's rows (a batch's inserts do
+    /// not; a delete of rows the same batch inserts again must be run on its own first).
+    pub(super) async fn run_writes(self, conn: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
+        let binds: usize = self.statements.iter().map(|s| s.binds.len()).sum();
+        if !self.numbered || self.statements.len() < 2 || binds > PG_MAX_BINDS {
+            self.run(conn).await?;
+            return Ok(());
+        }
+        let mut sql = String::from("WITH ");
+        let mut offset = 0;
+        for (i, statement) in self.statements.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("w{i} AS ("));
+            sql.push_str(&shift_placeholders(&statement.sql, offset));
+            sql.push(')');
+            offset += statement.binds.len();
+        }
+        sql.push_str(" SELECT 1");
+        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+        for bind in self.statements.iter().flat_map(|s| &s.binds) {
+            query = bind.bind(query);
+        }
+        query.execute(&mut *conn).await?;
+        Ok(())
+    }
+
     /// Run every statement in order; the rows they return, in order.
     pub(super) async fn run(
         self,
@@ -173,25 +239,48 @@ impl StatementBatch {
         }
         if self.numbered {
             let mut returned = Vec::new();
-            for (sql, binds) in self.statements {
-                let mut query = sqlx::query(AssertSqlSafe(sql));
-                for bind in &binds {
+            for statement in self.statements {
+                let mut query =
+                    sqlx::query(AssertSqlSafe(statement.sql)).persistent(statement.keep);
+                for bind in &statement.binds {
                     query = bind.bind(query);
                 }
                 returned.extend(query.fetch_all(&mut *conn).await?);
             }
             return Ok(returned);
         }
-        // One statement: its text is one of a few (chunk sizes are powers of two), so it
-        // stays prepared; several: a text of this batch only.
-        let persistent = self.statements.len() == 1;
-        let sql: Vec<&str> = self.statements.iter().map(|(s, _)| s.as_str()).collect();
-        let mut query = sqlx::query(AssertSqlSafe(sql.join(";\n"))).persistent(persistent);
-        for bind in self.statements.iter().flat_map(|(_, b)| b) {
+        // One statement: kept prepared as it says; several: a text of this batch only.
+        let keep = self.statements.len() == 1 && self.statements.iter().all(|s| s.keep);
+        let sql: Vec<&str> = self.statements.iter().map(|s| s.sql.as_str()).collect();
+        let mut query = sqlx::query(AssertSqlSafe(sql.join(";\n"))).persistent(keep);
+        for bind in self.statements.iter().flat_map(|s| &s.binds) {
             query = bind.bind(query);
         }
         Ok(query.fetch_all(&mut *conn).await?)
     }
+}
+
+/// `$n` placeholders of a PostgreSQL statement renumbered as `$(n + by)`. Only for the
+/// statements built here: their texts have no `$` outside placeholders.
+fn shift_placeholders(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '$' {
+            continue;
+        }
+        let mut digits = String::new();
+        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+            digits.push(*d);
+            chars.next();
+        }
+        match digits.parse::<usize>() {
+            Ok(n) => out.push_str(&(n + by).to_string()),
+            Err(_) => out.push_str(&digits),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -207,6 +296,28 @@ mod tests {
         }
         assert_eq!(chunk_sizes(13), vec![8, 4, 1]);
         assert_eq!(chunk_sizes(130), vec![64, 64, 2]);
+    }
+
+    #[test]
+    fn placeholders_shift_for_a_combined_statement() {
+        assert_eq!(
+            shift_placeholders("INSERT INTO t VALUES ($1, $2), ($3, 0)", 10),
+            "INSERT INTO t VALUES ($11, $12), ($13, 0)"
+        );
+        assert_eq!(shift_placeholders("SELECT 1", 5), "SELECT 1");
+    }
+
+    #[test]
+    fn postgres_chunks_are_few_and_even() {
+        for n in 0..300 {
+            for max in [1, 7, 64, 1000] {
+                let sizes = even_chunks(n, max);
+                assert_eq!(sizes.iter().sum::<usize>(), n);
+                assert_eq!(sizes.len(), n.div_ceil(max));
+                assert!(sizes.iter().all(|s| *s >= 1 && *s <= max));
+            }
+        }
+        assert_eq!(even_chunks(10, 4), vec![4, 3, 3]);
     }
 
     #[test]
