@@ -21,8 +21,10 @@ use std::time::Duration;
 /// far above what one checkpoint interval writes, so it runs only if this task stalls.
 pub(super) const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
-/// How long after a write the log is checkpointed, at most.
-const INTERVAL: Duration = Duration::from_millis(100);
+/// How long after a write the log is checkpointed, at most. Small and frequent is what
+/// kept the tail down: open loop at 1,000 referrals/s gave p99 16 ms at 30 ms, 23–30 ms at
+/// 100 ms and 69–80 ms at 1 s (each checkpoint's copy and `fsync` is smaller).
+const INTERVAL: Duration = Duration::from_millis(30);
 
 /// Checkpoint on `pool` (one connection) every `INTERVAL` in which the writer committed a
 /// batch; ends when the store is dropped (`batches` no longer upgrades) or closed.
