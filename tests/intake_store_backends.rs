@@ -510,3 +510,46 @@ async fn postgres_over_tls_verifies_the_server_certificate() {
         drop_schema(&schema).await;
     }
 }
+
+/// SQLite: the write-ahead log is copied into the database file beside the writer, soon
+/// after writes (`store::checkpoint`). The writer's own automatic checkpoint waits for
+/// 16,384 pages (64 MiB), so without the background checkpoints the database file would
+/// not grow at all here: every page written would still be in the log.
+#[tokio::test]
+async fn sqlite_log_is_checkpointed_beside_the_writer() {
+    let (store, _schema, dir) = open(Db::Sqlite).await;
+    let dir = dir.expect("an SQLite store has a directory");
+    let database = dir.path().join("spbridge.db");
+    let size = || std::fs::metadata(&database).map(|m| m.len()).unwrap_or(0);
+    let before = size();
+    let filler = "x".repeat(2_000);
+    let units = (0..400).map(|n| {
+        let store = store.clone();
+        let unit = WriteUnit {
+            writes: vec![write(
+                "Task",
+                &format!("ck{n}"),
+                json!({"resourceType": "Task", "status": "requested", "note": [{"text": filler}]}),
+            )],
+            ..Default::default()
+        };
+        async move { store.commit(unit).await }
+    });
+    for outcome in futures_util::future::join_all(units).await {
+        assert!(matches!(outcome.unwrap(), CommitOutcome::Committed(_)));
+    }
+    // 400 Tasks of about 2 kB, each in the current table and in history: well over 1 MB.
+    let mut grew = 0;
+    for _ in 0..100 {
+        grew = size().saturating_sub(before);
+        if grew > 1_000_000 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        grew > 1_000_000,
+        "the database file grew {grew} bytes; the log was not checkpointed"
+    );
+    store.close().await;
+}
