@@ -1,6 +1,7 @@
 //! Opening a store: URL → backend, pool set-up, per-connection settings, migrations.
 //!
-//! Owns: `Store::connect`, SQLite pragmas (WAL, busy timeout, page cache), the PostgreSQL
+//! Owns: `Store::connect`, SQLite pragmas (WAL, busy timeout, page cache, statement journals
+//! in memory), the PostgreSQL
 //! schema (created when configured) and running the embedded migrations.
 //! Must not: read or write resources.
 
@@ -68,6 +69,11 @@ impl Store {
                     Box::pin(async move {
                         match backend {
                             Backend::Sqlite => {
+                                // Statement journals (a multi-row statement's undo, needed
+                                // if it fails half-way) stay in memory instead of spilling to
+                                // temporary files past 64 KiB: system time per referral fell
+                                // from 0.22–0.23 to 0.17–0.18 ms in intake_bench.
+                                conn.execute("PRAGMA temp_store=MEMORY").await?;
                                 conn.execute("PRAGMA journal_mode=WAL").await?;
                                 conn.execute("PRAGMA busy_timeout=10000").await?;
                                 conn.execute("PRAGMA synchronous=NORMAL").await?;
