@@ -1,8 +1,8 @@
 //! Opening a store: URL → backend, pool set-up, per-connection settings, migrations.
 //!
 //! Owns: `Store::connect`, SQLite pragmas (WAL, busy timeout, page cache, statement journals
-//! in memory), the PostgreSQL
-//! schema (created when configured) and running the embedded migrations.
+//! in memory), the PostgreSQL schema (created when configured) and running the embedded
+//! migrations.
 //! Must not: read or write resources.
 
 use super::{Backend, Store, StoreError};
