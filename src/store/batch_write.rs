@@ -64,7 +64,7 @@ impl Store {
                 ),
                 "?1",
                 ")",
-                &ids,
+                ids,
             );
         }
         let claims: Vec<Vec<Bind>> = units
@@ -85,7 +85,7 @@ impl Store {
             ),
             "(?1, ?2, ?3)",
             "ON CONFLICT (key) DO NOTHING RETURNING key",
-            &claims,
+            claims,
         );
         let mut current: HashMap<ResourceKey, i64> = HashMap::new();
         let mut claimed: HashSet<String> = HashSet::new();
@@ -252,6 +252,8 @@ impl Store {
         // The replaced versions' search rows go first; on PostgreSQL on their own, as the
         // inserts after them may put some of the same rows back and are sent as one statement
         // (see `StatementBatch::run_writes`).
+        let wrote_outbox = !outbox_rows.is_empty();
+        let wrote_notifications = !notification_rows.is_empty();
         let mut statements = StatementBatch::new(&tx);
         for (rtype, ids) in ids_by_type(replaced.iter().map(|(t, i)| (t, i))) {
             statements.push_rows(
@@ -261,7 +263,7 @@ impl Store {
                 ),
                 "?1",
                 ")",
-                &ids,
+                ids,
             );
         }
         if self.backend == Backend::Postgres {
@@ -273,13 +275,13 @@ impl Store {
             "(?1, ?2, ?3, ?4, ?5)",
             "ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id, \
              last_updated = excluded.last_updated, content = excluded.content",
-            &resource_rows,
+            resource_rows,
         );
         statements.push_rows(
             ("INSERT INTO resource_history (resource_type, id, version_id, last_updated, content) VALUES", &[]),
             "(?1, ?2, ?3, ?4, ?5)",
             "",
-            &history_rows,
+            history_rows,
         );
         statements.push_rows(
             (
@@ -288,7 +290,7 @@ impl Store {
             ),
             "(?1, ?2, ?3, ?4)",
             " ON CONFLICT DO NOTHING",
-            &index_rows,
+            index_rows,
         );
         statements.push_rows(
             (
@@ -299,13 +301,13 @@ impl Store {
             ),
             "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11)",
             "",
-            &outbox_rows,
+            outbox_rows,
         );
         statements.push_rows(
             ("INSERT INTO outbox_bodies (id, body) VALUES", &[]),
             "(?1, ?2)",
             "",
-            &outbox_bodies,
+            outbox_bodies,
         );
         statements.push_rows(
             (
@@ -316,7 +318,7 @@ impl Store {
             ),
             "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10)",
             "",
-            &notification_rows,
+            notification_rows,
         );
         statements.run_writes(&mut tx).await?;
         // 4. The relays' claims: mark what the broker confirmed, lease what is due (this
@@ -335,10 +337,10 @@ impl Store {
             "store batch phases"
         );
 
-        if !outbox_rows.is_empty() {
+        if wrote_outbox {
             self.outbox_signal.notify_one();
         }
-        if !notification_rows.is_empty() {
+        if wrote_notifications {
             self.notification_signal.notify_one();
         }
         for (i, stored) in committed {

@@ -24,11 +24,18 @@ pub(super) enum Bind {
 pub(super) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 impl Bind {
+    /// Bind a copy (the same binds serve more than one query).
     pub(super) fn bind<'q>(&self, query: AnyQuery<'q>) -> AnyQuery<'q> {
+        self.clone().bind_owned(query)
+    }
+
+    /// Bind by moving the value in (a batch's binds are used once; their texts include
+    /// whole resources and message bodies).
+    fn bind_owned(self, query: AnyQuery<'_>) -> AnyQuery<'_> {
         match self {
-            Bind::Text(s) => query.bind(s.clone()),
-            Bind::OptText(s) => query.bind(s.clone()),
-            Bind::Int(i) => query.bind(*i),
+            Bind::Text(s) => query.bind(s),
+            Bind::OptText(s) => query.bind(s),
+            Bind::Int(i) => query.bind(i),
         }
     }
 }
@@ -110,19 +117,18 @@ fn chunk_statements(
     (head, lead): (&str, &[Bind]),
     shape: &str,
     tail: &str,
-    rows: &[Vec<Bind>],
+    rows: Vec<Vec<Bind>>,
 ) -> Vec<Statement> {
     let mut statements = Vec::new();
-    let mut start = 0;
-    let width = rows.first().map_or(1, Vec::len).max(1);
+    let mut rows = rows.into_iter();
+    let width = rows.as_slice().first().map_or(1, Vec::len).max(1);
     let sizes = if numbered {
         even_chunks(rows.len(), (PG_MAX_BINDS - lead.len()) / width)
     } else {
         chunk_sizes(rows.len())
     };
     for size in sizes {
-        let chunk = &rows[start..start + size];
-        start += size;
+        let chunk: Vec<Vec<Bind>> = rows.by_ref().take(size).collect();
         let mut sql = String::with_capacity(head.len() + tail.len() + size * (shape.len() + 8));
         sql.push_str(&row_placeholders(head, 0, numbered));
         let mut offset = lead.len();
@@ -137,7 +143,11 @@ fn chunk_statements(
         }
         sql.push(' ');
         sql.push_str(tail);
-        let binds = lead.iter().chain(chunk.iter().flatten()).cloned().collect();
+        let binds = lead
+            .iter()
+            .cloned()
+            .chain(chunk.into_iter().flatten())
+            .collect();
         // Kept prepared when its text will come again: SQLite's power-of-two chunks, and
         // PostgreSQL statements of a few rows (a relay's handful of ids, one Task update).
         let keep = !numbered || size <= KEEP_PREPARED_ROWS;
@@ -160,7 +170,7 @@ pub(super) async fn run_rows(
     rows: &[Vec<Bind>],
 ) -> Result<Vec<AnyRow>, StoreError> {
     let mut statements = StatementBatch::new(conn);
-    statements.push_rows(head, shape, tail, rows);
+    statements.push_rows(head, shape, tail, rows.to_vec());
     statements.run(conn).await
 }
 
@@ -185,13 +195,14 @@ impl StatementBatch {
         }
     }
 
-    /// Add `{head} {row}, … {tail}` for every row (nothing when there are no rows).
+    /// Add `{head} {row}, … {tail}` for every row (nothing when there are no rows); the rows'
+    /// binds are moved in, not copied.
     pub(super) fn push_rows(
         &mut self,
         head: (&str, &[Bind]),
         shape: &str,
         tail: &str,
-        rows: &[Vec<Bind>],
+        rows: Vec<Vec<Bind>>,
     ) {
         self.statements
             .extend(chunk_statements(self.numbered, head, shape, tail, rows));
@@ -222,8 +233,8 @@ impl StatementBatch {
         }
         sql.push_str(" SELECT 1");
         let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false);
-        for bind in self.statements.iter().flat_map(|s| &s.binds) {
-            query = bind.bind(query);
+        for bind in self.statements.into_iter().flat_map(|s| s.binds) {
+            query = bind.bind_owned(query);
         }
         query.execute(&mut *conn).await?;
         Ok(())
@@ -242,8 +253,8 @@ impl StatementBatch {
             for statement in self.statements {
                 let mut query =
                     sqlx::query(AssertSqlSafe(statement.sql)).persistent(statement.keep);
-                for bind in &statement.binds {
-                    query = bind.bind(query);
+                for bind in statement.binds {
+                    query = bind.bind_owned(query);
                 }
                 returned.extend(query.fetch_all(&mut *conn).await?);
             }
@@ -253,8 +264,8 @@ impl StatementBatch {
         let keep = self.statements.len() == 1 && self.statements.iter().all(|s| s.keep);
         let sql: Vec<&str> = self.statements.iter().map(|s| s.sql.as_str()).collect();
         let mut query = sqlx::query(AssertSqlSafe(sql.join(";\n"))).persistent(keep);
-        for bind in self.statements.iter().flat_map(|s| &s.binds) {
-            query = bind.bind(query);
+        for bind in self.statements.into_iter().flat_map(|s| s.binds) {
+            query = bind.bind_owned(query);
         }
         Ok(query.fetch_all(&mut *conn).await?)
     }
