@@ -14,7 +14,8 @@
 //! is in the log when it returns, and the checkpoint only moves it into the main file.
 
 use sqlx::AnyPool;
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Weak;
 use std::time::Duration;
 
 /// The writer connection's own automatic checkpoint (pages of the log, 4 KiB each):
@@ -26,21 +27,18 @@ pub(super) const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 /// 100 ms and 69–80 ms at 1 s (each checkpoint's copy and `fsync` is smaller).
 const INTERVAL: Duration = Duration::from_millis(30);
 
-/// Checkpoint on `pool` (one connection) every `INTERVAL` in which the writer committed a
-/// batch; ends when the store is dropped (`batches` no longer upgrades) or closed.
-pub(super) fn spawn_checkpointer(
-    pool: AnyPool,
-    batches: Weak<super::group_commit::WriterCounters>,
-) {
+/// Checkpoint on `pool` (one connection) every `INTERVAL` in which a write transaction of
+/// this process committed (`commits`: the group-commit writer's batches, and the relay's,
+/// notifier's and other writes); ends when the store is dropped (`commits` no longer
+/// upgrades) or closed.
+pub(super) fn spawn_checkpointer(pool: AnyPool, commits: Weak<AtomicU64>) {
     tokio::spawn(async move {
         let mut seen = 0;
         loop {
             tokio::time::sleep(INTERVAL).await;
-            let Some(counters) = batches.upgrade() else {
+            let Some(now) = commits.upgrade().map(|c| c.load(Ordering::Relaxed)) else {
                 return;
             };
-            let now = counters.snapshot().batches;
-            drop::<Arc<_>>(counters);
             if now == seen {
                 continue;
             }

@@ -10,6 +10,7 @@ use crate::config::StoreConfig;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Executor};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -126,13 +127,14 @@ impl Store {
             checkpoint_pool: checkpoint_pool.clone(),
             writer_counters: Default::default(),
             sqlite_writers: Default::default(),
+            sqlite_commits: Default::default(),
             outbox_signal: Arc::new(Notify::new()),
             notification_signal: Arc::new(Notify::new()),
         };
         if let Some(checkpoints) = checkpoint_pool {
             super::checkpoint::spawn_checkpointer(
                 checkpoints,
-                Arc::downgrade(&store.writer_counters),
+                Arc::downgrade(&store.sqlite_commits),
             );
         }
         let (writer, claims) = super::group_commit::spawn_writer(store.clone());
@@ -155,26 +157,34 @@ impl Store {
                 WriteTx {
                     tx: self.write_pool.begin_with("BEGIN IMMEDIATE").await?,
                     _turn: Some(turn),
+                    commits: Some(self.sqlite_commits.clone()),
                 }
             }
             Backend::Postgres => WriteTx {
                 tx: self.pool.begin().await?,
                 _turn: None,
+                commits: None,
             },
         })
     }
 }
 
 /// A write transaction; on SQLite it also holds this process's writer turn until it
-/// commits, rolls back or is dropped. Derefs to the connection for statements.
+/// commits, rolls back or is dropped, and counts its commit (what the checkpointer watches).
+/// Derefs to the connection for statements.
 pub(super) struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    commits: Option<Arc<AtomicU64>>,
 }
 
 impl WriteTx {
     pub(super) async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        self.tx.commit().await?;
+        if let Some(commits) = &self.commits {
+            commits.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     pub(super) async fn rollback(self) -> Result<(), sqlx::Error> {

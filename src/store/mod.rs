@@ -113,6 +113,8 @@ pub struct Store {
     writer_counters: Arc<group_commit::WriterCounters>,
     /// SQLite: this process's writers take turns here before `BEGIN IMMEDIATE`.
     sqlite_writers: Arc<tokio::sync::Mutex<()>>,
+    /// SQLite: write transactions committed by this process (`checkpoint` watches it).
+    sqlite_commits: Arc<std::sync::atomic::AtomicU64>,
     outbox_signal: Arc<Notify>,
     notification_signal: Arc<Notify>,
 }
