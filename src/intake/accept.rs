@@ -261,9 +261,11 @@ impl Intake {
                 })
                 .collect(),
             outbox: Vec::new(),
-            outbox_from_stored: Some(Box::new(move |stored: &[StoredResource]| {
-                vec![provider_message::outbox_row(&context, stored)]
-            })),
+            outbox_from_stored: Some(Box::new(
+                move |stored: &[StoredResource], contents: &[String]| {
+                    vec![provider_message::outbox_row(&context, stored, contents)]
+                },
+            )),
             notifications: Vec::new(),
             search_rows: Vec::new(),
         };

@@ -34,8 +34,13 @@ pub fn provider_routing_key(provider_id: &str) -> String {
 }
 
 /// Build the outbox row from the just-stamped resources (`stored[0]` is the
-/// ServiceRequest, `stored[1]` the Task, then companions).
-pub(crate) fn outbox_row(ctx: &MessageContext, stored: &[StoredResource]) -> NewOutboxMessage {
+/// ServiceRequest, `stored[1]` the Task, then companions). `contents` is their JSON text as
+/// stored, parallel to `stored` (or shorter, even empty: the rest are serialised here).
+pub(crate) fn outbox_row(
+    ctx: &MessageContext,
+    stored: &[StoredResource],
+    contents: &[String],
+) -> NewOutboxMessage {
     NewOutboxMessage {
         id: ctx.message_id.clone(),
         destination: REFERRALS_DESTINATION.into(),
@@ -43,27 +48,39 @@ pub(crate) fn outbox_row(ctx: &MessageContext, stored: &[StoredResource]) -> New
         message_type: EVENT_SERVICEREQUEST_REQUEST.into(),
         content_type: "application/fhir+json".into(),
         profile: Some(ctx.profile.clone()),
-        body: message_body(ctx, stored),
+        body: message_body(ctx, stored, contents),
         correlation_id: Some(ctx.correlation_id.clone()),
         traceparent: ctx.traceparent.clone(),
         tracestate: ctx.tracestate.clone(),
     }
 }
 
+/// A Bundle entry's resource: the JSON text the store wrote, or a value to serialise.
+#[derive(Clone, Copy)]
+enum EntryResource<'a> {
+    Text(&'a str),
+    Value(&'a Value),
+}
+
 /// The message Bundle as JSON text. Written straight out: each resource is serialised
-/// once, never copied into a Bundle `Value` first (that copy and its drop cost about three
-/// times the referral's validation).
-fn message_body(ctx: &MessageContext, stored: &[StoredResource]) -> String {
+/// at most once (those just stored not at all: their stored text is reused), never copied
+/// into a Bundle `Value` first (that copy and its drop cost about three times the
+/// referral's validation).
+fn message_body(ctx: &MessageContext, stored: &[StoredResource], contents: &[String]) -> String {
     let full_url = |reference: &str| Value::String(format!("{}/{reference}", ctx.base_url));
     let sr = stored.first();
     let task = stored.get(1);
+    let of_stored = |i: usize| match contents.get(i) {
+        Some(text) => EntryResource::Text(text),
+        None => EntryResource::Value(&stored[i].resource),
+    };
     // (Type/id, resource), in Bundle order, each resource once.
-    let mut entries: Vec<(String, &Value)> = Vec::new();
+    let mut entries: Vec<(String, EntryResource)> = Vec::new();
     fn push<'a>(
-        entries: &mut Vec<(String, &'a Value)>,
+        entries: &mut Vec<(String, EntryResource<'a>)>,
         rtype: &str,
         id: &str,
-        resource: &'a Value,
+        resource: EntryResource<'a>,
     ) {
         let key = format!("{rtype}/{id}");
         if !entries.iter().any(|(k, _)| *k == key) {
@@ -71,18 +88,18 @@ fn message_body(ctx: &MessageContext, stored: &[StoredResource]) -> String {
         }
     }
     // Patient and requester next (stored now or fetched), then the Task, then the rest.
-    let lookup = |reference: Option<&str>| -> Option<(String, String, &Value)> {
+    let lookup = |reference: Option<&str>| -> Option<(String, String, EntryResource)> {
         let (rtype, id) = relative_reference(reference?)?;
         let key = format!("{rtype}/{id}");
         stored
             .iter()
-            .find(|s| s.resource_type == rtype && s.id == id)
-            .map(|s| &s.resource)
-            .or_else(|| ctx.fetched.get(&key))
+            .position(|s| s.resource_type == rtype && s.id == id)
+            .map(of_stored)
+            .or_else(|| ctx.fetched.get(&key).map(EntryResource::Value))
             .map(|r| (rtype, id, r))
     };
     if let Some(sr) = sr {
-        push(&mut entries, &sr.resource_type, &sr.id, &sr.resource);
+        push(&mut entries, &sr.resource_type, &sr.id, of_stored(0));
     }
     let sr_value = sr.map(|s| &s.resource);
     for pointer in ["/subject/reference", "/requester/reference"] {
@@ -95,10 +112,10 @@ fn message_body(ctx: &MessageContext, stored: &[StoredResource]) -> String {
         }
     }
     if let Some(task) = task {
-        push(&mut entries, &task.resource_type, &task.id, &task.resource);
+        push(&mut entries, &task.resource_type, &task.id, of_stored(1));
     }
-    for s in stored.iter().skip(2) {
-        push(&mut entries, &s.resource_type, &s.id, &s.resource);
+    for (i, s) in stored.iter().enumerate().skip(2) {
+        push(&mut entries, &s.resource_type, &s.id, of_stored(i));
     }
     let header_id = uuid::Uuid::new_v4().to_string();
     let sender = sr_value.and_then(|v| v.get("requester")).cloned();
@@ -139,7 +156,14 @@ fn message_body(ctx: &MessageContext, stored: &[StoredResource]) -> String {
     let _ = write!(body, "{header_entry}");
     for (key, resource) in &entries {
         let url = full_url(key);
-        let _ = write!(body, ",{{\"fullUrl\":{url},\"resource\":{resource}}}");
+        let _ = match resource {
+            EntryResource::Text(text) => {
+                write!(body, ",{{\"fullUrl\":{url},\"resource\":{text}}}")
+            }
+            EntryResource::Value(value) => {
+                write!(body, ",{{\"fullUrl\":{url},\"resource\":{value}}}")
+            }
+        };
     }
     body.push_str("]}");
     body

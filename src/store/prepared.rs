@@ -54,7 +54,7 @@ impl Prepared {
         }
         let mut outbox = unit.outbox.clone();
         if let Some(build) = &unit.outbox_from_stored {
-            outbox.extend(build(&stored));
+            outbox.extend(build(&stored, &contents));
         }
         Prepared {
             now,

@@ -35,8 +35,11 @@ pub struct IdempotencyClaim {
 
 /// Builds outbox rows from the versions just stamped, inside the same transaction
 /// (so a message body carries the stored `meta.versionId`/`lastUpdated`).
+/// The second argument is each stored resource's JSON text, as written to the database
+/// (parallel to the first), so a message body can carry it without serialising it again.
 /// (`Fn`, not `FnOnce`: a unit whose batch fails is written again on its own.)
-pub type OutboxFromStored = Box<dyn Fn(&[StoredResource]) -> Vec<NewOutboxMessage> + Send + Sync>;
+pub type OutboxFromStored =
+    Box<dyn Fn(&[StoredResource], &[String]) -> Vec<NewOutboxMessage> + Send + Sync>;
 
 /// Everything one accepted request writes, atomically.
 #[derive(Default)]
@@ -131,6 +134,7 @@ impl Store {
             }
         }
         let mut stored = Vec::with_capacity(unit.writes.len());
+        let mut contents = Vec::with_capacity(unit.writes.len());
         let mut index_rows: Vec<(String, String, &'static str, String)> = Vec::new();
         for (position, write) in unit.writes.into_iter().enumerate() {
             let current: Option<i64> = sqlx::query(
@@ -176,6 +180,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
+            contents.push(content);
             if current.is_some() {
                 sqlx::query("DELETE FROM search_index WHERE resource_type = $1 AND id = $2")
                     .bind(write.resource_type.clone())
@@ -226,7 +231,7 @@ impl Store {
         }
         let mut outbox = unit.outbox;
         if let Some(build) = unit.outbox_from_stored {
-            outbox.extend(build(&stored));
+            outbox.extend(build(&stored, &contents));
         }
         let wrote_outbox = !outbox.is_empty();
         for message in &outbox {

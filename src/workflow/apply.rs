@@ -384,37 +384,40 @@ impl Workflow {
                 .into_iter()
                 .collect(),
             outbox: Vec::new(),
-            outbox_from_stored: Some(Box::new(move |stored: &[StoredResource]| {
-                let mut rows = Vec::new();
-                let Some(task) = stored.first() else {
-                    return rows;
-                };
-                if let Some(ods) = &requester_queue {
-                    rows.push(NewOutboxMessage {
-                        id: crate::store::new_id(),
-                        destination: NOTIFICATIONS_DESTINATION.into(),
-                        routing_key: super::requester_routing_key(ods),
-                        message_type: TASK_UPDATE_MESSAGE_TYPE.into(),
-                        content_type: "application/fhir+json".into(),
-                        profile: Some(task_profile.clone()),
-                        body: task.resource.to_string(),
-                        correlation_id: Some(correlation.clone()),
-                        traceparent: traceparent.clone(),
-                        tracestate: tracestate.clone(),
-                    });
-                }
-                if let (Some(ctx), Some(sr)) = (&forward, &sr_for_message) {
-                    let sr = stored
-                        .iter()
-                        .find(|s| s.resource_type == "ServiceRequest")
-                        .unwrap_or(sr);
-                    rows.push(provider_message::outbox_row(
-                        ctx,
-                        &[sr.clone(), task.clone()],
-                    ));
-                }
-                rows
-            })),
+            outbox_from_stored: Some(Box::new(
+                move |stored: &[StoredResource], _contents: &[String]| {
+                    let mut rows = Vec::new();
+                    let Some(task) = stored.first() else {
+                        return rows;
+                    };
+                    if let Some(ods) = &requester_queue {
+                        rows.push(NewOutboxMessage {
+                            id: crate::store::new_id(),
+                            destination: NOTIFICATIONS_DESTINATION.into(),
+                            routing_key: super::requester_routing_key(ods),
+                            message_type: TASK_UPDATE_MESSAGE_TYPE.into(),
+                            content_type: "application/fhir+json".into(),
+                            profile: Some(task_profile.clone()),
+                            body: task.resource.to_string(),
+                            correlation_id: Some(correlation.clone()),
+                            traceparent: traceparent.clone(),
+                            tracestate: tracestate.clone(),
+                        });
+                    }
+                    if let (Some(ctx), Some(sr)) = (&forward, &sr_for_message) {
+                        let sr = stored
+                            .iter()
+                            .find(|s| s.resource_type == "ServiceRequest")
+                            .unwrap_or(sr);
+                        rows.push(provider_message::outbox_row(
+                            ctx,
+                            &[sr.clone(), task.clone()],
+                            &[],
+                        ));
+                    }
+                    rows
+                },
+            )),
             notifications,
             search_rows: Vec::new(),
         };
