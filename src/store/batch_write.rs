@@ -78,24 +78,61 @@ impl Store {
                 ]
             })
             .collect();
+        // Which keys this transaction claimed. PostgreSQL: `RETURNING` names them (another
+        // instance may insert the same key concurrently). SQLite: this transaction holds the
+        // database's one write lock (`BEGIN IMMEDIATE`), so the keys it claims are exactly
+        // those not there before. Asking that first gives ONE row (the keys already taken,
+        // as a JSON array) where `RETURNING` gave a row per key, and every row is a message
+        // from sqlx's SQLite worker thread, often a wake-up of this one.
+        let sqlite = self.backend == Backend::Sqlite;
+        if sqlite {
+            lookups.push_rows(
+                (
+                    "SELECT json_group_array(key) FROM idempotency_keys WHERE key IN (",
+                    &[],
+                ),
+                "?1",
+                ")",
+                claims.iter().map(|c| vec![c[0].clone()]).collect(),
+            );
+        }
         lookups.push_rows(
             (
                 "INSERT INTO idempotency_keys (key, refs, created_at) VALUES",
                 &[],
             ),
             "(?1, ?2, ?3)",
-            "ON CONFLICT (key) DO NOTHING RETURNING key",
+            if sqlite {
+                "ON CONFLICT (key) DO NOTHING"
+            } else {
+                "ON CONFLICT (key) DO NOTHING RETURNING key"
+            },
             claims,
         );
         let mut current: HashMap<ResourceKey, i64> = HashMap::new();
         let mut claimed: HashSet<String> = HashSet::new();
+        let mut taken_before: HashSet<String> = HashSet::new();
         for row in lookups.run(&mut tx).await? {
-            // Version rows have three columns, claimed keys one.
+            // Version rows have three columns; a claimed key (PostgreSQL) or the JSON array
+            // of keys already taken (SQLite) one.
             if row.len() == 3 {
                 current.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
+            } else if sqlite {
+                let taken: String = row.try_get(0)?;
+                let taken: Vec<String> = serde_json::from_str(&taken)
+                    .map_err(|_| StoreError::Corrupt("idempotency keys".into()))?;
+                taken_before.extend(taken);
             } else {
                 claimed.insert(row.try_get(0)?);
             }
+        }
+        if sqlite {
+            claimed = units
+                .iter()
+                .flat_map(|u| u.idempotency.iter())
+                .filter(|c| !taken_before.contains(&c.key))
+                .map(|c| c.key.clone())
+                .collect();
         }
         // Units whose If-Match no longer holds write nothing.
         let mut give_back: Vec<Vec<Bind>> = Vec::new();

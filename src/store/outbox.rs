@@ -8,6 +8,7 @@
 //! rescheduling with a delay, backlog stats.
 //! Must not: talk to the broker or interpret message bodies.
 
+use super::rows::{Bind, StatementBatch};
 use super::{now_millis, Backend, Store, StoreError};
 use sqlx::Row;
 use std::collections::HashMap;
@@ -124,6 +125,9 @@ pub(super) async fn mark_sent_and_lease(
     claim: &OutboxClaim,
 ) -> Result<Vec<(i64, OutboxRow)>, StoreError> {
     let now = now_millis();
+    if backend == Backend::Sqlite {
+        return mark_sent_and_lease_sqlite(conn, claim, now).await;
+    }
     mark_sent(conn, &claim.sent, &claim.owner, now).await?;
     let lock = match backend {
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -166,6 +170,111 @@ pub(super) async fn mark_sent_and_lease(
         ));
     }
     Ok(claimed)
+}
+
+/// A leased row as the SQLite claim reads it: the columns of `RETURNING` in
+/// `mark_sent_and_lease`, in the same order.
+type LeasedColumns = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+);
+
+/// SQLite: the claim as ONE query of three statements: mark `sent`, read the rows to lease
+/// as one JSON array, lease them. `UPDATE … RETURNING` gave a row per leased row, and the
+/// marking was a query of its own; every query and every row is a message from sqlx's
+/// SQLite worker thread, often a wake-up of the writer waiting for it. The read and the
+/// lease pick the same rows: this transaction holds the database's one write lock.
+async fn mark_sent_and_lease_sqlite(
+    conn: &mut sqlx::AnyConnection,
+    claim: &OutboxClaim,
+    now: i64,
+) -> Result<Vec<(i64, OutboxRow)>, StoreError> {
+    // Placeholders are bound in the order they appear (SQLite statements here use `?`).
+    let due = |first: usize| {
+        format!(
+            "SELECT seq FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ?{first} \
+             AND (lease_until IS NULL OR lease_until < ?{}) ORDER BY seq LIMIT {}",
+            first + 1,
+            claim.limit
+        )
+    };
+    let mut statements = StatementBatch::new(conn);
+    statements.push_rows(
+        (
+            "UPDATE outbox SET sent_at = ?1, lease_owner = NULL, lease_until = NULL, \
+             attempts = attempts + 1 WHERE lease_owner = ?2 AND id IN (",
+            &[Bind::Int(now), Bind::Text(claim.owner.clone())],
+        ),
+        "?1",
+        ")",
+        claim
+            .sent
+            .iter()
+            .map(|id| vec![Bind::Text(id.clone())])
+            .collect(),
+    );
+    statements.push_statement(
+        &format!(
+            "SELECT json_group_array(json_array(id, destination, routing_key, message_type, \
+             content_type, profile, correlation_id, traceparent, tracestate, attempts, \
+             created_at, seq)) FROM outbox WHERE seq IN ({})",
+            due(1)
+        ),
+        &[Bind::Int(now), Bind::Int(now)],
+    );
+    statements.push_statement(
+        &format!(
+            "UPDATE outbox SET lease_owner = ?1, lease_until = ?2 WHERE seq IN ({})",
+            due(3)
+        ),
+        &[
+            Bind::Text(claim.owner.clone()),
+            Bind::Int(now + claim.lease_ms),
+            Bind::Int(now),
+            Bind::Int(now),
+        ],
+    );
+    let mut leased: Vec<LeasedColumns> = Vec::new();
+    for row in statements.run(conn).await? {
+        let text: String = row.try_get(0)?;
+        leased = serde_json::from_str(&text)
+            .map_err(|_| StoreError::Corrupt("leased outbox rows".into()))?;
+    }
+    leased.sort_by_key(|columns| columns.11);
+    Ok(leased
+        .into_iter()
+        .map(|c| {
+            (
+                c.11,
+                OutboxRow {
+                    message: NewOutboxMessage {
+                        id: c.0,
+                        destination: c.1,
+                        routing_key: c.2,
+                        message_type: c.3,
+                        content_type: c.4,
+                        profile: c.5,
+                        body: String::new(),
+                        correlation_id: c.6,
+                        traceparent: c.7,
+                        tracestate: c.8,
+                    },
+                    attempts: c.9,
+                    created_at: c.10,
+                },
+            )
+        })
+        .collect())
 }
 
 impl Store {

@@ -53,6 +53,10 @@ struct Statement {
 /// PostgreSQL: most binds in one statement (its limit is 65,535).
 const PG_MAX_BINDS: usize = 30_000;
 
+/// SQLite: most binds in one statement of a multi-statement query (its limit,
+/// `SQLITE_MAX_VARIABLE_NUMBER`, is 32,766 in the bundled build).
+const SQLITE_MAX_BINDS: usize = 30_000;
+
 /// PostgreSQL: `n` rows in as few statements as `max_rows` allows, of about equal size. Each
 /// statement is a round trip (two for a text not yet prepared); PostgreSQL cannot take
 /// several statements with binds in one query, so fewer, larger statements are what save
@@ -119,14 +123,48 @@ fn chunk_statements(
     tail: &str,
     rows: Vec<Vec<Bind>>,
 ) -> Vec<Statement> {
-    let mut statements = Vec::new();
-    let mut rows = rows.into_iter();
-    let width = rows.as_slice().first().map_or(1, Vec::len).max(1);
+    let width = rows.first().map_or(1, Vec::len).max(1);
     let sizes = if numbered {
         even_chunks(rows.len(), (PG_MAX_BINDS - lead.len()) / width)
     } else {
         chunk_sizes(rows.len())
     };
+    statements_of(numbered, (head, lead), shape, tail, rows, sizes)
+}
+
+/// SQLite, for a statement of a multi-statement query (never kept prepared): all rows in
+/// one statement, cut only at the bind limit. Each statement's result is one more message
+/// from sqlx's SQLite worker thread, and each message can be one more wake-up of the
+/// thread waiting for it.
+fn one_statement_per_push(
+    (head, lead): (&str, &[Bind]),
+    shape: &str,
+    tail: &str,
+    rows: Vec<Vec<Bind>>,
+) -> Vec<Statement> {
+    let width = rows.first().map_or(1, Vec::len).max(1);
+    let sizes = even_chunks(
+        rows.len(),
+        SQLITE_MAX_BINDS.saturating_sub(lead.len()) / width,
+    );
+    let mut statements = statements_of(false, (head, lead), shape, tail, rows, sizes);
+    for statement in &mut statements {
+        statement.keep = false;
+    }
+    statements
+}
+
+/// The statements for `rows` cut into chunks of `sizes`.
+fn statements_of(
+    numbered: bool,
+    (head, lead): (&str, &[Bind]),
+    shape: &str,
+    tail: &str,
+    rows: Vec<Vec<Bind>>,
+    sizes: Vec<usize>,
+) -> Vec<Statement> {
+    let mut statements = Vec::new();
+    let mut rows = rows.into_iter();
     for size in sizes {
         let chunk: Vec<Vec<Bind>> = rows.by_ref().take(size).collect();
         let mut sql = String::with_capacity(head.len() + tail.len() + size * (shape.len() + 8));
@@ -184,14 +222,23 @@ pub(super) async fn run_rows(
 /// run one after the other.
 pub(super) struct StatementBatch {
     numbered: bool,
-    statements: Vec<Statement>,
+    pushes: Vec<Push>,
+}
+
+/// One `push_rows`, cut into statements when the batch runs (how depends on the rest).
+struct Push {
+    head: String,
+    lead: Vec<Bind>,
+    shape: String,
+    tail: String,
+    rows: Vec<Vec<Bind>>,
 }
 
 impl StatementBatch {
     pub(super) fn new(conn: &sqlx::AnyConnection) -> StatementBatch {
         StatementBatch {
             numbered: !is_sqlite(conn),
-            statements: Vec::new(),
+            pushes: Vec::new(),
         }
     }
 
@@ -199,13 +246,52 @@ impl StatementBatch {
     /// binds are moved in, not copied.
     pub(super) fn push_rows(
         &mut self,
-        head: (&str, &[Bind]),
+        (head, lead): (&str, &[Bind]),
         shape: &str,
         tail: &str,
         rows: Vec<Vec<Bind>>,
     ) {
-        self.statements
-            .extend(chunk_statements(self.numbered, head, shape, tail, rows));
+        if rows.is_empty() {
+            return;
+        }
+        self.pushes.push(Push {
+            head: head.to_string(),
+            lead: lead.to_vec(),
+            shape: shape.to_string(),
+            tail: tail.to_string(),
+            rows,
+        });
+    }
+
+    /// Add one statement with its binds (placeholders `?1..?n`, as in a `push_rows` head).
+    pub(super) fn push_statement(&mut self, sql: &str, binds: &[Bind]) {
+        self.push_rows((sql, binds), "", "", vec![Vec::new()]);
+    }
+
+    /// The statements to run. PostgreSQL: each push in even chunks (`chunk_statements`).
+    /// SQLite: a lone push whose rows make one power-of-two chunk is one statement, kept
+    /// prepared; anything else goes as one multi-statement query, never kept prepared, so
+    /// each push is one statement there (`one_statement_per_push`): a batch of 13 referrals
+    /// wrote its rows in about 17 statements before (power-of-two chunks), in 5 now.
+    fn statements(self) -> Vec<Statement> {
+        let numbered = self.numbered;
+        let lone_prepared = !numbered
+            && self.pushes.len() == 1
+            && self
+                .pushes
+                .first()
+                .is_some_and(|p| chunk_sizes(p.rows.len()).len() == 1);
+        self.pushes
+            .into_iter()
+            .flat_map(|p| {
+                let head = (p.head.as_str(), p.lead.as_slice());
+                if numbered || lone_prepared {
+                    chunk_statements(numbered, head, &p.shape, &p.tail, p.rows)
+                } else {
+                    one_statement_per_push(head, &p.shape, &p.tail, p.rows)
+                }
+            })
+            .collect()
     }
 
     /// Run statements that return no rows (inserts, updates, deletes without `RETURNING`).
@@ -215,14 +301,16 @@ impl StatementBatch {
     /// on one snapshot, so they must not depend on one another's rows (a batch's inserts do
     /// not; a delete of rows the same batch inserts again must be run on its own first).
     pub(super) async fn run_writes(self, conn: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
-        let binds: usize = self.statements.iter().map(|s| s.binds.len()).sum();
-        if !self.numbered || self.statements.len() < 2 || binds > PG_MAX_BINDS {
-            self.run(conn).await?;
+        let numbered = self.numbered;
+        let statements = self.statements();
+        let binds: usize = statements.iter().map(|s| s.binds.len()).sum();
+        if !numbered || statements.len() < 2 || binds > PG_MAX_BINDS {
+            run_statements(numbered, statements, conn).await?;
             return Ok(());
         }
         let mut sql = String::from("WITH ");
         let mut offset = 0;
-        for (i, statement) in self.statements.iter().enumerate() {
+        for (i, statement) in statements.iter().enumerate() {
             if i > 0 {
                 sql.push_str(", ");
             }
@@ -233,7 +321,7 @@ impl StatementBatch {
         }
         sql.push_str(" SELECT 1");
         let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false);
-        for bind in self.statements.into_iter().flat_map(|s| s.binds) {
+        for bind in statements.into_iter().flat_map(|s| s.binds) {
             query = bind.bind_owned(query);
         }
         query.execute(&mut *conn).await?;
@@ -245,30 +333,40 @@ impl StatementBatch {
         self,
         conn: &mut sqlx::AnyConnection,
     ) -> Result<Vec<AnyRow>, StoreError> {
-        if self.statements.is_empty() {
-            return Ok(Vec::new());
-        }
-        if self.numbered {
-            let mut returned = Vec::new();
-            for statement in self.statements {
-                let mut query =
-                    sqlx::query(AssertSqlSafe(statement.sql)).persistent(statement.keep);
-                for bind in statement.binds {
-                    query = bind.bind_owned(query);
-                }
-                returned.extend(query.fetch_all(&mut *conn).await?);
-            }
-            return Ok(returned);
-        }
-        // One statement: kept prepared as it says; several: a text of this batch only.
-        let keep = self.statements.len() == 1 && self.statements.iter().all(|s| s.keep);
-        let sql: Vec<&str> = self.statements.iter().map(|s| s.sql.as_str()).collect();
-        let mut query = sqlx::query(AssertSqlSafe(sql.join(";\n"))).persistent(keep);
-        for bind in self.statements.into_iter().flat_map(|s| s.binds) {
-            query = bind.bind_owned(query);
-        }
-        Ok(query.fetch_all(&mut *conn).await?)
+        let numbered = self.numbered;
+        run_statements(numbered, self.statements(), conn).await
     }
+}
+
+/// Run `statements` in order (PostgreSQL: one by one; SQLite: as one query); the rows
+/// they return, in order.
+async fn run_statements(
+    numbered: bool,
+    statements: Vec<Statement>,
+    conn: &mut sqlx::AnyConnection,
+) -> Result<Vec<AnyRow>, StoreError> {
+    if statements.is_empty() {
+        return Ok(Vec::new());
+    }
+    if numbered {
+        let mut returned = Vec::new();
+        for statement in statements {
+            let mut query = sqlx::query(AssertSqlSafe(statement.sql)).persistent(statement.keep);
+            for bind in statement.binds {
+                query = bind.bind_owned(query);
+            }
+            returned.extend(query.fetch_all(&mut *conn).await?);
+        }
+        return Ok(returned);
+    }
+    // One statement: kept prepared as it says; several: a text of this batch only.
+    let keep = statements.len() == 1 && statements.iter().all(|s| s.keep);
+    let sql: Vec<&str> = statements.iter().map(|s| s.sql.as_str()).collect();
+    let mut query = sqlx::query(AssertSqlSafe(sql.join(";\n"))).persistent(keep);
+    for bind in statements.into_iter().flat_map(|s| s.binds) {
+        query = bind.bind_owned(query);
+    }
+    Ok(query.fetch_all(&mut *conn).await?)
 }
 
 /// `$n` placeholders of a PostgreSQL statement renumbered as `$(n + by)`. Only for the
