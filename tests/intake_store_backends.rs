@@ -246,6 +246,39 @@ async fn suite(db: Db) {
         .is_empty());
     let stats = store.outbox_stats().await.unwrap();
     assert_eq!(stats.pending, 1);
+
+    // The relay's call: mark what the broker confirmed sent and lease the next rows, at once;
+    // a leased row comes back whole (every column, optional ones included, and its body).
+    let mut m6 = message("m6");
+    m6.profile = Some("https://example.org/profile".into());
+    m6.correlation_id = None;
+    m6.traceparent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+    m6.tracestate = Some("vendor=\"quoted\", other=1".into());
+    m6.body = "{\"resourceType\":\"Bundle\"}".into();
+    store
+        .commit(WriteUnit {
+            outbox: vec![message("m5"), m6.clone(), message("m7")],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let first = store
+        .mark_sent_and_claim(&[], "d", 1, 30_000)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].message, message("m5"));
+    assert_eq!(first[0].attempts, 0);
+    let next = store
+        .mark_sent_and_claim(&["m5".into()], "d", 5, 30_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        next.iter().map(|r| &r.message).collect::<Vec<_>>(),
+        vec![&m6, &message("m7")]
+    );
+    // m5 is sent; m4 (rescheduled), m6 and m7 (leased) are still pending.
+    assert_eq!(store.outbox_stats().await.unwrap().pending, 3);
     store.close().await;
     if let Some(schema) = schema {
         drop_schema(&schema).await;

@@ -57,10 +57,7 @@ const PG_MAX_BINDS: usize = 30_000;
 /// `SQLITE_MAX_VARIABLE_NUMBER`, is 32,766 in the bundled build).
 const SQLITE_MAX_BINDS: usize = 30_000;
 
-/// PostgreSQL: `n` rows in as few statements as `max_rows` allows, of about equal size. Each
-/// statement is a round trip (two for a text not yet prepared); PostgreSQL cannot take
-/// several statements with binds in one query, so fewer, larger statements are what save
-/// round trips, even though their texts change with the batch size.
+/// `n` rows in as few statements as `max_rows` allows, of about equal size (`Cut::AtBindLimit`).
 fn even_chunks(n: usize, max_rows: usize) -> Vec<usize> {
     let max_rows = max_rows.max(1);
     let count = n.div_ceil(max_rows);
@@ -113,56 +110,39 @@ fn row_placeholders(shape: &str, offset: usize, numbered: bool) -> String {
     out
 }
 
-/// The statements `{head} {row}, {row}, … {tail}` for every row in chunks (each row has
-/// the same number of binds, `shape` placeholders `?1..?k`), with their binds. `lead` are
-/// binds of placeholders in `head` (written `?1..?j` there), bound first in every chunk.
+/// How a push's rows are cut into statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// SQLite, a statement run on its own: powers of two up to `MAX_ROWS` rows, each kept
+    /// prepared (a handful of texts serve every batch size).
+    PowersOfTwo,
+    /// As few statements as `max_binds` allows, of about equal size. PostgreSQL (which cannot
+    /// take several statements with binds in one query, so fewer, larger statements are what
+    /// save round trips); and SQLite inside a multi-statement query, which is never kept
+    /// prepared anyway and where each statement's result is one more message from sqlx's
+    /// SQLite worker thread, often a wake-up of the thread waiting for it.
+    AtBindLimit(usize),
+}
+
+/// The statements `{head} {row}, {row}, … {tail}` for every row, cut as `cut` says (each
+/// row has the same number of binds, `shape` placeholders `?1..?k`), with their binds.
+/// `lead` are binds of placeholders in `head` (written `?1..?j` there), bound first in every
+/// statement.
 fn chunk_statements(
     numbered: bool,
+    cut: Cut,
     (head, lead): (&str, &[Bind]),
     shape: &str,
     tail: &str,
     rows: Vec<Vec<Bind>>,
 ) -> Vec<Statement> {
     let width = rows.first().map_or(1, Vec::len).max(1);
-    let sizes = if numbered {
-        even_chunks(rows.len(), (PG_MAX_BINDS - lead.len()) / width)
-    } else {
-        chunk_sizes(rows.len())
+    let sizes = match cut {
+        Cut::PowersOfTwo => chunk_sizes(rows.len()),
+        Cut::AtBindLimit(max_binds) => {
+            even_chunks(rows.len(), max_binds.saturating_sub(lead.len()) / width)
+        }
     };
-    statements_of(numbered, (head, lead), shape, tail, rows, sizes)
-}
-
-/// SQLite, for a statement of a multi-statement query (never kept prepared): all rows in
-/// one statement, cut only at the bind limit. Each statement's result is one more message
-/// from sqlx's SQLite worker thread, and each message can be one more wake-up of the
-/// thread waiting for it.
-fn one_statement_per_push(
-    (head, lead): (&str, &[Bind]),
-    shape: &str,
-    tail: &str,
-    rows: Vec<Vec<Bind>>,
-) -> Vec<Statement> {
-    let width = rows.first().map_or(1, Vec::len).max(1);
-    let sizes = even_chunks(
-        rows.len(),
-        SQLITE_MAX_BINDS.saturating_sub(lead.len()) / width,
-    );
-    let mut statements = statements_of(false, (head, lead), shape, tail, rows, sizes);
-    for statement in &mut statements {
-        statement.keep = false;
-    }
-    statements
-}
-
-/// The statements for `rows` cut into chunks of `sizes`.
-fn statements_of(
-    numbered: bool,
-    (head, lead): (&str, &[Bind]),
-    shape: &str,
-    tail: &str,
-    rows: Vec<Vec<Bind>>,
-    sizes: Vec<usize>,
-) -> Vec<Statement> {
     let mut statements = Vec::new();
     let mut rows = rows.into_iter();
     for size in sizes {
@@ -188,7 +168,10 @@ fn statements_of(
             .collect();
         // Kept prepared when its text will come again: SQLite's power-of-two chunks, and
         // PostgreSQL statements of a few rows (a relay's handful of ids, one Task update).
-        let keep = !numbered || size <= KEEP_PREPARED_ROWS;
+        let keep = match cut {
+            Cut::PowersOfTwo => true,
+            Cut::AtBindLimit(_) => numbered && size <= KEEP_PREPARED_ROWS,
+        };
         statements.push(Statement { sql, binds, keep });
     }
     statements
@@ -268,11 +251,11 @@ impl StatementBatch {
         self.push_rows((sql, binds), "", "", vec![Vec::new()]);
     }
 
-    /// The statements to run. PostgreSQL: each push in even chunks (`chunk_statements`).
-    /// SQLite: a lone push whose rows make one power-of-two chunk is one statement, kept
-    /// prepared; anything else goes as one multi-statement query, never kept prepared, so
-    /// each push is one statement there (`one_statement_per_push`): a batch of 13 referrals
-    /// wrote its rows in about 17 statements before (power-of-two chunks), in 5 now.
+    /// The statements to run. PostgreSQL: each push in even chunks. SQLite: a lone push
+    /// whose rows make one power-of-two chunk is one statement, kept prepared; anything else
+    /// goes as one multi-statement query, never kept prepared, so each push is one statement
+    /// there: a batch of 13 referrals wrote its rows in about 17 statements before (in
+    /// power-of-two chunks), in 5 now.
     fn statements(self) -> Vec<Statement> {
         let numbered = self.numbered;
         let lone_prepared = !numbered
@@ -284,12 +267,15 @@ impl StatementBatch {
         self.pushes
             .into_iter()
             .flat_map(|p| {
-                let head = (p.head.as_str(), p.lead.as_slice());
-                if numbered || lone_prepared {
-                    chunk_statements(numbered, head, &p.shape, &p.tail, p.rows)
+                let cut = if numbered {
+                    Cut::AtBindLimit(PG_MAX_BINDS)
+                } else if lone_prepared {
+                    Cut::PowersOfTwo
                 } else {
-                    one_statement_per_push(head, &p.shape, &p.tail, p.rows)
-                }
+                    Cut::AtBindLimit(SQLITE_MAX_BINDS)
+                };
+                let head = (p.head.as_str(), p.lead.as_slice());
+                chunk_statements(numbered, cut, head, &p.shape, &p.tail, p.rows)
             })
             .collect()
     }
@@ -405,6 +391,53 @@ mod tests {
         }
         assert_eq!(chunk_sizes(13), vec![8, 4, 1]);
         assert_eq!(chunk_sizes(130), vec![64, 64, 2]);
+    }
+
+    fn batch(numbered: bool, pushes: &[usize]) -> StatementBatch {
+        let mut batch = StatementBatch {
+            numbered,
+            pushes: Vec::new(),
+        };
+        for &n in pushes {
+            let rows = (0..n as i64)
+                .map(|i| vec![Bind::Int(i), Bind::Int(i)])
+                .collect();
+            batch.push_rows(("INSERT INTO t (a, b) VALUES", &[]), "(?1, ?2)", "", rows);
+        }
+        batch
+    }
+
+    /// (rows, kept prepared) of each statement.
+    fn shape(statements: Vec<Statement>) -> Vec<(usize, bool)> {
+        statements
+            .into_iter()
+            .map(|s| (s.binds.len() / 2, s.keep))
+            .collect()
+    }
+
+    #[test]
+    fn sqlite_cuts_a_lone_push_in_prepared_powers_of_two_only_when_it_makes_one_statement() {
+        assert_eq!(shape(batch(false, &[8]).statements()), vec![(8, true)]);
+        // 13 rows would be 8 + 4 + 1, a multi-statement query anyway: one statement.
+        assert_eq!(shape(batch(false, &[13]).statements()), vec![(13, false)]);
+        // Several pushes: one statement each, none kept prepared.
+        assert_eq!(
+            shape(batch(false, &[26, 0, 190, 13]).statements()),
+            vec![(26, false), (190, false), (13, false)]
+        );
+        // Past the bind limit, even chunks.
+        let rows = SQLITE_MAX_BINDS / 2 + 10;
+        let cut = shape(batch(false, &[rows, 1]).statements());
+        assert_eq!(cut.len(), 3);
+        assert_eq!(cut.iter().map(|(n, _)| n).sum::<usize>(), rows + 1);
+    }
+
+    #[test]
+    fn postgres_cuts_each_push_in_even_chunks() {
+        assert_eq!(
+            shape(batch(true, &[3, 13]).statements()),
+            vec![(3, true), (13, false)]
+        );
     }
 
     #[test]
