@@ -9,6 +9,7 @@
 //! names, addresses) into a span name, attribute, event, log field or metric label; callers
 //! hand in ids, codes and counts only.
 
+mod fresh_filter;
 pub mod metrics;
 mod otlp;
 pub mod propagation;
@@ -23,6 +24,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
+use fresh_filter::FreshFilter;
 pub use otlp::OtlpSettings;
 
 /// Why telemetry could not start.
@@ -105,11 +107,11 @@ where
             .with_current_span(true)
             .with_span_list(true)
             .with_writer(writer)
-            .with_filter(filter)
+            .with_filter(FreshFilter(filter))
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(writer)
-            .with_filter(filter)
+            .with_filter(FreshFilter(filter))
             .boxed(),
     };
     let settings = OtlpSettings::from_env();
@@ -133,7 +135,7 @@ where
             .with_tracked_inactivity(false)
             .with_threads(false)
             .with_location(false)
-            .with_filter(only_ours)
+            .with_filter(FreshFilter(only_ours))
             .boxed()
     });
     tracing_subscriber::registry()
