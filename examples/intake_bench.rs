@@ -352,8 +352,6 @@ async fn bench() {
     }
 }
 
-/// POST `total` referrals (numbered from `first`) to `{base}/ServiceRequest` from `clients`
-/// concurrent clients, each answer expected 201; the latencies.
 /// `total` referral bodies, numbered from `first`.
 fn request_bodies(first: usize, total: usize) -> Arc<Vec<Bytes>> {
     Arc::new(
@@ -363,8 +361,8 @@ fn request_bodies(first: usize, total: usize) -> Arc<Vec<Bytes>> {
     )
 }
 
-/// POSTs every body from `clients` concurrent clients (each sends its next body when the
-/// last is answered); the latencies of all of them.
+/// POST every body to `{base}/ServiceRequest` from `clients` concurrent clients (each sends
+/// its next body when its last is answered), each answer expected 201; the latencies.
 async fn post_all(
     client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
     base: &str,

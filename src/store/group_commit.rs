@@ -179,21 +179,14 @@ async fn run_writer(
         }
         let claims_now = std::mem::take(&mut claims_waiting);
         let held: HashSet<String> = busy.iter().flat_map(|(_, c)| c.iter().cloned()).collect();
-        let batch = take_disjoint(&mut waiting, &held);
+        let mut batch = take_disjoint(&mut waiting, held);
         if batch.requests.is_empty() && claims_now.is_empty() {
             stalled = true;
             continue;
         }
         let id = next_batch;
         next_batch += 1;
-        busy.push((
-            id,
-            batch
-                .requests
-                .iter()
-                .flat_map(|r| claims(&r.unit))
-                .collect(),
-        ));
+        busy.push((id, std::mem::take(&mut batch.claims)));
         let writer = &writer;
         in_flight.push(async move {
             let units = batch.requests.len();
@@ -234,14 +227,17 @@ fn claims(unit: &WriteUnit) -> Vec<String> {
 struct Batch {
     requests: Vec<CommitRequest>,
     alone: bool,
+    /// What its units claim (`claims`), held until the batch is written.
+    claims: HashSet<String>,
 }
 
 /// Take, in queue order, the units that claim nothing a unit ahead of them (taken or left
 /// waiting) or a batch still in flight (`held`) claims, up to `MAX_BATCH`; the rest stay
 /// queued in order. A unit that names one thing twice is written in a batch of its own.
-fn take_disjoint(waiting: &mut VecDeque<CommitRequest>, held: &HashSet<String>) -> Batch {
-    let mut seen: HashSet<String> = held.clone();
+fn take_disjoint(waiting: &mut VecDeque<CommitRequest>, held: HashSet<String>) -> Batch {
+    let mut seen = held;
     let mut batch = Vec::new();
+    let mut batch_claims = HashSet::new();
     let mut closed = false;
     let mut left = VecDeque::new();
     for request in waiting.drain(..) {
@@ -251,8 +247,13 @@ fn take_disjoint(waiting: &mut VecDeque<CommitRequest>, held: &HashSet<String>) 
             repeats |= !own.insert(claim);
         }
         let blocked = own.iter().any(|c| seen.contains(c));
+        let taken =
+            !(blocked || closed || batch.len() >= MAX_BATCH || (repeats && !batch.is_empty()));
+        if taken {
+            batch_claims.extend(own.iter().cloned());
+        }
         seen.extend(own);
-        if blocked || closed || batch.len() >= MAX_BATCH || (repeats && !batch.is_empty()) {
+        if !taken {
             left.push_back(request);
             continue;
         }
@@ -263,6 +264,7 @@ fn take_disjoint(waiting: &mut VecDeque<CommitRequest>, held: &HashSet<String>) 
     Batch {
         requests: batch,
         alone: closed,
+        claims: batch_claims,
     }
 }
 
@@ -355,6 +357,11 @@ mod tests {
             .collect()
     }
 
+    /// The ids of the next batch, with nothing in flight.
+    fn next(waiting: &mut VecDeque<CommitRequest>) -> Vec<String> {
+        ids(&take_disjoint(waiting, HashSet::new()).requests)
+    }
+
     #[test]
     fn units_sharing_a_key_or_resource_wait_for_the_next_batch_in_order() {
         let mut waiting: VecDeque<CommitRequest> = [
@@ -367,18 +374,9 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        assert_eq!(
-            ids(&take_disjoint(&mut waiting, &HashSet::new()).requests),
-            ["a", "b", "e"]
-        );
-        assert_eq!(
-            ids(&take_disjoint(&mut waiting, &HashSet::new()).requests),
-            ["c", "b"]
-        );
-        assert_eq!(
-            ids(&take_disjoint(&mut waiting, &HashSet::new()).requests),
-            ["c"]
-        );
+        assert_eq!(next(&mut waiting), ["a", "b", "e"]);
+        assert_eq!(next(&mut waiting), ["c", "b"]);
+        assert_eq!(next(&mut waiting), ["c"]);
         assert!(waiting.is_empty());
     }
 
@@ -393,15 +391,13 @@ mod tests {
         .into_iter()
         .collect();
         let held: HashSet<String> = claims(&unit(&["k1"], &["x"]).unit).into_iter().collect();
-        assert_eq!(ids(&take_disjoint(&mut waiting, &held).requests), ["b"]);
-        assert_eq!(
-            ids(&take_disjoint(&mut waiting, &HashSet::new()).requests),
-            ["a", "x"]
-        );
-        assert_eq!(
-            ids(&take_disjoint(&mut waiting, &HashSet::new()).requests),
-            ["a"]
-        );
+        let first = take_disjoint(&mut waiting, held);
+        assert_eq!(ids(&first.requests), ["b"]);
+        // What the batch holds while in flight: exactly what its units claim.
+        let b: HashSet<String> = claims(&unit(&["k2"], &["b"]).unit).into_iter().collect();
+        assert_eq!(first.claims, b);
+        assert_eq!(next(&mut waiting), ["a", "x"]);
+        assert_eq!(next(&mut waiting), ["a"]);
     }
 
     #[test]
@@ -410,10 +406,10 @@ mod tests {
             [unit(&["k1"], &["a", "a"]), unit(&["k2"], &["b"])]
                 .into_iter()
                 .collect();
-        let first = take_disjoint(&mut waiting, &HashSet::new());
+        let first = take_disjoint(&mut waiting, HashSet::new());
         assert!(first.alone);
         assert_eq!(ids(&first.requests), ["a"]);
-        let second = take_disjoint(&mut waiting, &HashSet::new());
+        let second = take_disjoint(&mut waiting, HashSet::new());
         assert!(!second.alone);
         assert_eq!(ids(&second.requests), ["b"]);
     }

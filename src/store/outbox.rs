@@ -118,6 +118,71 @@ pub(super) struct OutboxClaim {
 pub(super) type ClaimReply =
     tokio::sync::oneshot::Sender<Result<Vec<(i64, OutboxRow)>, StoreError>>;
 
+/// The columns a claim reads of each row it leases, in this order (PostgreSQL's
+/// `RETURNING`, SQLite's JSON array: `LeasedColumns` reads either).
+const LEASED_COLUMNS: &str = "id, destination, routing_key, message_type, content_type, \
+     profile, correlation_id, traceparent, tracestate, attempts, created_at, seq";
+
+/// One leased row, as `LEASED_COLUMNS` lists it. (serde reads a struct from a JSON array
+/// in field order.)
+#[derive(serde::Deserialize)]
+struct LeasedColumns {
+    id: String,
+    destination: String,
+    routing_key: String,
+    message_type: String,
+    content_type: String,
+    profile: Option<String>,
+    correlation_id: Option<String>,
+    traceparent: Option<String>,
+    tracestate: Option<String>,
+    attempts: i64,
+    created_at: i64,
+    seq: i64,
+}
+
+impl LeasedColumns {
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<LeasedColumns, StoreError> {
+        Ok(LeasedColumns {
+            id: row.try_get(0)?,
+            destination: row.try_get(1)?,
+            routing_key: row.try_get(2)?,
+            message_type: row.try_get(3)?,
+            content_type: row.try_get(4)?,
+            profile: row.try_get(5)?,
+            correlation_id: row.try_get(6)?,
+            traceparent: row.try_get(7)?,
+            tracestate: row.try_get(8)?,
+            attempts: row.try_get(9)?,
+            created_at: row.try_get(10)?,
+            seq: row.try_get(11)?,
+        })
+    }
+
+    /// The row (its body still empty: bodies are read after the lease) with its `seq`.
+    fn leased(self) -> (i64, OutboxRow) {
+        (
+            self.seq,
+            OutboxRow {
+                message: NewOutboxMessage {
+                    id: self.id,
+                    destination: self.destination,
+                    routing_key: self.routing_key,
+                    message_type: self.message_type,
+                    content_type: self.content_type,
+                    profile: self.profile,
+                    body: String::new(),
+                    correlation_id: self.correlation_id,
+                    traceparent: self.traceparent,
+                    tracestate: self.tracestate,
+                },
+                attempts: self.attempts,
+                created_at: self.created_at,
+            },
+        )
+    }
+}
+
 /// Run `claim` inside the caller's write transaction.
 pub(super) async fn mark_sent_and_lease(
     conn: &mut sqlx::AnyConnection,
@@ -128,17 +193,13 @@ pub(super) async fn mark_sent_and_lease(
     if backend == Backend::Sqlite {
         return mark_sent_and_lease_sqlite(conn, claim, now).await;
     }
+    // PostgreSQL: several instances may claim at once; each skips the rows another holds.
     mark_sent(conn, &claim.sent, &claim.owner, now).await?;
-    let lock = match backend {
-        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        Backend::Sqlite => "",
-    };
     let sql = format!(
         "UPDATE outbox SET lease_owner = $1, lease_until = $2 WHERE seq IN (\
            SELECT seq FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= $3 \
-           AND (lease_until IS NULL OR lease_until < $3) ORDER BY seq LIMIT {}{lock}) \
-         RETURNING id, destination, routing_key, message_type, content_type, profile, \
-           correlation_id, traceparent, tracestate, attempts, created_at, seq",
+           AND (lease_until IS NULL OR lease_until < $3) ORDER BY seq LIMIT {} \
+           FOR UPDATE SKIP LOCKED) RETURNING {LEASED_COLUMNS}",
         claim.limit
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -147,47 +208,10 @@ pub(super) async fn mark_sent_and_lease(
         .bind(now)
         .fetch_all(&mut *conn)
         .await?;
-    let mut claimed = Vec::with_capacity(rows.len());
-    for row in rows {
-        claimed.push((
-            row.try_get(11)?,
-            OutboxRow {
-                message: NewOutboxMessage {
-                    id: row.try_get(0)?,
-                    destination: row.try_get(1)?,
-                    routing_key: row.try_get(2)?,
-                    message_type: row.try_get(3)?,
-                    content_type: row.try_get(4)?,
-                    profile: row.try_get(5)?,
-                    body: String::new(),
-                    correlation_id: row.try_get(6)?,
-                    traceparent: row.try_get(7)?,
-                    tracestate: row.try_get(8)?,
-                },
-                attempts: row.try_get(9)?,
-                created_at: row.try_get(10)?,
-            },
-        ));
-    }
-    Ok(claimed)
+    rows.iter()
+        .map(|row| Ok(LeasedColumns::from_row(row)?.leased()))
+        .collect()
 }
-
-/// A leased row as the SQLite claim reads it: the columns of `RETURNING` in
-/// `mark_sent_and_lease`, in the same order.
-type LeasedColumns = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    i64,
-    i64,
-    i64,
-);
 
 /// SQLite: the claim as ONE query of three statements: mark `sent`, read the rows to lease
 /// as one JSON array, lease them. `UPDATE … RETURNING` gave a row per leased row, and the
@@ -225,9 +249,7 @@ async fn mark_sent_and_lease_sqlite(
     );
     statements.push_statement(
         &format!(
-            "SELECT json_group_array(json_array(id, destination, routing_key, message_type, \
-             content_type, profile, correlation_id, traceparent, tracestate, attempts, \
-             created_at, seq)) FROM outbox WHERE seq IN ({})",
+            "SELECT json_group_array(json_array({LEASED_COLUMNS})) FROM outbox WHERE seq IN ({})",
             due(1)
         ),
         &[Bind::Int(now), Bind::Int(now)],
@@ -250,31 +272,8 @@ async fn mark_sent_and_lease_sqlite(
         leased = serde_json::from_str(&text)
             .map_err(|_| StoreError::Corrupt("leased outbox rows".into()))?;
     }
-    leased.sort_by_key(|columns| columns.11);
-    Ok(leased
-        .into_iter()
-        .map(|c| {
-            (
-                c.11,
-                OutboxRow {
-                    message: NewOutboxMessage {
-                        id: c.0,
-                        destination: c.1,
-                        routing_key: c.2,
-                        message_type: c.3,
-                        content_type: c.4,
-                        profile: c.5,
-                        body: String::new(),
-                        correlation_id: c.6,
-                        traceparent: c.7,
-                        tracestate: c.8,
-                    },
-                    attempts: c.9,
-                    created_at: c.10,
-                },
-            )
-        })
-        .collect())
+    leased.sort_by_key(|columns| columns.seq);
+    Ok(leased.into_iter().map(LeasedColumns::leased).collect())
 }
 
 impl Store {

@@ -258,22 +258,21 @@ impl StatementBatch {
     /// power-of-two chunks), in 5 now.
     fn statements(self) -> Vec<Statement> {
         let numbered = self.numbered;
-        let lone_prepared = !numbered
-            && self.pushes.len() == 1
+        let lone_prepared = self.pushes.len() == 1
             && self
                 .pushes
                 .first()
                 .is_some_and(|p| chunk_sizes(p.rows.len()).len() == 1);
+        let cut = if numbered {
+            Cut::AtBindLimit(PG_MAX_BINDS)
+        } else if lone_prepared {
+            Cut::PowersOfTwo
+        } else {
+            Cut::AtBindLimit(SQLITE_MAX_BINDS)
+        };
         self.pushes
             .into_iter()
             .flat_map(|p| {
-                let cut = if numbered {
-                    Cut::AtBindLimit(PG_MAX_BINDS)
-                } else if lone_prepared {
-                    Cut::PowersOfTwo
-                } else {
-                    Cut::AtBindLimit(SQLITE_MAX_BINDS)
-                };
                 let head = (p.head.as_str(), p.lead.as_slice());
                 chunk_statements(numbered, cut, head, &p.shape, &p.tail, p.rows)
             })

@@ -6,8 +6,8 @@
 //! thread-local bitmap. A callsite whose interest is cached as `always` skips `enabled()`,
 //! so the layer reads whatever the last `enabled()` call on that thread left there. sqlx
 //! asks the dispatcher whether its query log is enabled (with its own metadata) after every
-//! statement, so an event or span right after a query on the same thread was dropped from
-//! the logs and from the exported trace whenever sqlx's log was off: on PostgreSQL the
+//! statement, so an event right after a query on the same thread could be dropped from the
+//! log (and, upstream reports, a span from the exported trace): on PostgreSQL the
 //! group-commit writer's `store batch phases` line never appeared, though it ran. Capping
 //! the interest at `sometimes` makes `enabled()` run for every span and event, so the
 //! bitmap is always the current one. (The fix proposed upstream, tokio-rs/tracing#3572, is
