@@ -137,7 +137,24 @@ impl Store {
                 Arc::downgrade(&store.sqlite_commits),
             );
         }
-        let (writer, claims) = super::group_commit::spawn_writer(store.clone());
+        // SQLite on a file: the group-commit writer writes its batches on a connection of
+        // its own, straight through SQLite's C API (`sqlite_writer`). An in-memory database
+        // cannot be opened twice, so there the writer uses the sqlx write connection.
+        let own_connection = match backend {
+            Backend::Sqlite => {
+                let file = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?;
+                let path = file.get_filename();
+                let in_memory = url.contains("mode=memory")
+                    || path.as_os_str() == ":memory:"
+                    || path.to_string_lossy().starts_with("file:");
+                match in_memory {
+                    true => None,
+                    false => Some(super::sqlite_writer::SqliteWriter::open(path)?),
+                }
+            }
+            Backend::Postgres => None,
+        };
+        let (writer, claims) = super::group_commit::spawn_writer(store.clone(), own_connection);
         store.writer = Some(writer);
         // PostgreSQL: relays claim in transactions of their own (several instances share
         // the outbox through `FOR UPDATE SKIP LOCKED`; there are no write turns to save).
@@ -176,6 +193,14 @@ pub(super) struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
     commits: Option<Arc<AtomicU64>>,
+}
+
+impl Store {
+    /// Count a write transaction committed on SQLite outside `WriteTx` (the writer's own
+    /// connection), for the checkpointer.
+    pub(super) fn count_sqlite_commit(&self) {
+        self.sqlite_commits.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl WriteTx {

@@ -17,6 +17,7 @@
 
 use super::outbox::{ClaimReply, OutboxClaim};
 use super::prepared::Prepared;
+use super::sqlite_writer::SqliteWriter;
 use super::{CommitOutcome, Store, StoreError, WriteUnit};
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,12 +72,14 @@ pub(super) type QueuedClaim = (OutboxClaim, ClaimReply);
 /// Start the writer task for `writer` (a store handle without a queue of its own) and
 /// return its queues: units to commit, and relay claims to run inside the next batch's
 /// transaction. The task ends when every unit sender is dropped.
+/// `own_connection`: SQLite's writer connection, on which batches are written without sqlx.
 pub(super) fn spawn_writer(
     writer: Store,
+    own_connection: Option<SqliteWriter>,
 ) -> (mpsc::Sender<CommitRequest>, mpsc::Sender<QueuedClaim>) {
     let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
     let (claim_queue, claims) = mpsc::channel(64);
-    let work = run_writer(writer.clone(), requests, claims);
+    let work = run_writer(writer.clone(), own_connection, requests, claims);
     if writer.backend == super::Backend::Sqlite {
         // SQLite: the writer gets a thread and a runtime of its own. Each of its statements
         // is a hand-off to sqlx's SQLite worker thread and back; on the shared runtime the
@@ -120,11 +123,13 @@ fn lanes(writer: &Store) -> usize {
 
 async fn run_writer(
     writer: Store,
+    own_connection: Option<SqliteWriter>,
     mut requests: mpsc::Receiver<CommitRequest>,
     mut relay_claims: mpsc::Receiver<QueuedClaim>,
 ) {
     use futures_util::stream::{FuturesUnordered, StreamExt};
     let lanes = lanes(&writer);
+    let own_connection = own_connection.map(std::sync::Mutex::new);
     let mut waiting: VecDeque<CommitRequest> = VecDeque::new();
     let mut claims_waiting: Vec<QueuedClaim> = Vec::new();
     let (mut requests_open, mut claims_open) = (true, true);
@@ -188,6 +193,7 @@ async fn run_writer(
         next_batch += 1;
         busy.push((id, std::mem::take(&mut batch.claims)));
         let writer = &writer;
+        let own_connection = own_connection.as_ref();
         in_flight.push(async move {
             let units = batch.requests.len();
             let started = std::time::Instant::now();
@@ -195,7 +201,7 @@ async fn run_writer(
                 claim_each(writer, claims_now).await;
             } else {
                 writer.writer_counters.record(units);
-                write_and_answer(writer, batch, claims_now).await;
+                write_and_answer(writer, own_connection, batch, claims_now).await;
                 tracing::debug!(
                     units,
                     micros = started.elapsed().as_micros() as u64,
@@ -270,7 +276,12 @@ fn take_disjoint(waiting: &mut VecDeque<CommitRequest>, held: HashSet<String>) -
 
 /// Write a batch (and the relay claims, in the same transaction) and answer its callers;
 /// on failure, write each unit, and run each claim, on its own.
-async fn write_and_answer(writer: &Store, batch: Batch, claims: Vec<QueuedClaim>) {
+async fn write_and_answer(
+    writer: &Store,
+    own_connection: Option<&std::sync::Mutex<SqliteWriter>>,
+    batch: Batch,
+    claims: Vec<QueuedClaim>,
+) {
     if batch.alone {
         commit_each(writer, batch.requests).await;
         return claim_each(writer, claims).await;
@@ -279,7 +290,11 @@ async fn write_and_answer(writer: &Store, batch: Batch, claims: Vec<QueuedClaim>
     let prepared: Vec<Option<Prepared>> = batch.iter_mut().map(|r| r.prepared.take()).collect();
     let units: Vec<&WriteUnit> = batch.iter().map(|r| &r.unit).collect();
     let claimed: Vec<&OutboxClaim> = claims.iter().map(|(c, _)| c).collect();
-    match writer.write_batch(&units, prepared, &claimed).await {
+    let written = match own_connection {
+        Some(conn) => SqliteWriter::write_batch(conn, writer, &units, prepared, &claimed).await,
+        None => writer.write_batch(&units, prepared, &claimed).await,
+    };
+    match written {
         Ok((outcomes, leased)) => {
             for (request, outcome) in batch.into_iter().zip(outcomes) {
                 let _ = request.reply.send(outcome);

@@ -4,7 +4,8 @@
 //! search indexes, idempotency keys, outbox rows and queued notifications (claim with leases, mark sent,
 //! reschedule). Every `commit` is atomic; concurrent commits share one database
 //! transaction (group commit: `prepared` renders a unit on the caller's task,
-//! `group_commit` batches units for the one writer task, `batch_write` writes a batch).
+//! `group_commit` batches units for the one writer task, `batch_write` writes a batch;
+//! on SQLite, `sqlite_writer` writes it on the writer's own connection).
 //! Must not: decide routing, status rules or what a message means — callers hand
 //! in finished resources and outbox rows.
 //!
@@ -25,6 +26,7 @@ mod replay;
 mod resources;
 mod rows;
 mod search_index;
+mod sqlite_writer;
 
 use serde_json::Value;
 use std::sync::Arc;
@@ -62,6 +64,9 @@ impl Backend {
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From the SQLite writer's own connection (`sqlite_writer`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported store url (expected sqlite:// or postgres://)")]

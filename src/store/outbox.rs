@@ -276,6 +276,43 @@ async fn mark_sent_and_lease_sqlite(
     Ok(leased.into_iter().map(LeasedColumns::leased).collect())
 }
 
+/// The same claim on the SQLite writer's own connection (`sqlite_writer`), inside its
+/// batch transaction: mark `sent`, read the due rows (each as a JSON array that
+/// `LeasedColumns` reads), lease them. Each a cached prepared statement stepped once per
+/// row; sound as a read then an update because the transaction holds the database's one
+/// write lock.
+pub(super) fn mark_sent_and_lease_on(
+    conn: &rusqlite::Connection,
+    claim: &OutboxClaim,
+    now: i64,
+) -> Result<Vec<(i64, OutboxRow)>, StoreError> {
+    let mut mark = conn.prepare_cached(
+        "UPDATE outbox SET sent_at = ?1, lease_owner = NULL, lease_until = NULL, \
+         attempts = attempts + 1 WHERE lease_owner = ?2 AND id = ?3",
+    )?;
+    for id in &claim.sent {
+        mark.execute((now, &claim.owner, id))?;
+    }
+    let mut due = conn.prepare_cached(&format!(
+        "SELECT json_array({LEASED_COLUMNS}) FROM outbox WHERE sent_at IS NULL \
+         AND next_attempt_at <= ?1 AND (lease_until IS NULL OR lease_until < ?1) \
+         ORDER BY seq LIMIT ?2"
+    ))?;
+    let texts = due
+        .query_map((now, claim.limit), |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    let mut lease =
+        conn.prepare_cached("UPDATE outbox SET lease_owner = ?1, lease_until = ?2 WHERE seq = ?3")?;
+    let mut leased = Vec::with_capacity(texts.len());
+    for text in texts {
+        let columns: LeasedColumns = serde_json::from_str(&text)
+            .map_err(|_| StoreError::Corrupt("leased outbox row".into()))?;
+        lease.execute((&claim.owner, now + claim.lease_ms, columns.seq))?;
+        leased.push(columns.leased());
+    }
+    Ok(leased)
+}
+
 impl Store {
     /// Lease up to `limit` due rows to `owner` for `lease_ms`, oldest first.
     pub async fn claim_outbox(

@@ -40,6 +40,19 @@ impl Bind {
     }
 }
 
+/// The same values bound through SQLite's C API (the SQLite writer's own connection); texts
+/// are borrowed, SQLite copies them as it binds.
+impl rusqlite::ToSql for Bind {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Bind::Text(s) | Bind::OptText(Some(s)) => ValueRef::Text(s.as_bytes()),
+            Bind::OptText(None) => ValueRef::Null,
+            Bind::Int(i) => ValueRef::Integer(*i),
+        }))
+    }
+}
+
 /// PostgreSQL: statements of at most this many rows stay prepared.
 const KEEP_PREPARED_ROWS: usize = 4;
 
