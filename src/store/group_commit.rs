@@ -197,8 +197,11 @@ async fn run_writer(
         in_flight.push(async move {
             let units = batch.requests.len();
             let started = std::time::Instant::now();
-            if units == 0 {
+            if units == 0 && own_connection.is_none() {
                 claim_each(writer, claims_now).await;
+            } else if units == 0 {
+                // Relay claims alone: one transaction on the writer's own connection.
+                write_and_answer(writer, own_connection, batch, claims_now).await;
             } else {
                 writer.writer_counters.record(units);
                 write_and_answer(writer, own_connection, batch, claims_now).await;
