@@ -378,7 +378,9 @@ impl Store {
                 claims.iter().map(|c| vec![c[0].clone()]).collect(),
             );
         }
-        let returning = format!("{} RETURNING key", KEY_ROWS.tail);
+        // PostgreSQL: each claimed key as a row of the versions' shape, marked by an empty
+        // type, so that both come back from one statement (`run_union`).
+        let returning = format!("{} RETURNING ''::text, key, 0::bigint", KEY_ROWS.tail);
         lookups.push_rows(
             (KEY_ROWS.head, &[]),
             KEY_ROWS.shape,
@@ -388,18 +390,21 @@ impl Store {
         let mut current: HashMap<ResourceKey, i64> = HashMap::new();
         let mut claimed: HashSet<String> = HashSet::new();
         let mut taken_before: HashSet<String> = HashSet::new();
-        for row in lookups.run(&mut tx).await? {
-            // Version rows have three columns; a claimed key (PostgreSQL) or the JSON array
-            // of keys already taken (SQLite) one.
-            if row.len() == 3 {
-                current.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
-            } else if sqlite {
+        for row in lookups.run_union(&mut tx).await? {
+            // Version rows have three columns, a claimed key (PostgreSQL) an empty type; the
+            // JSON array of keys already taken (SQLite) one column.
+            if row.len() != 3 {
                 let taken: String = row.try_get(0)?;
                 let taken: Vec<String> = serde_json::from_str(&taken)
                     .map_err(|_| StoreError::Corrupt("idempotency keys".into()))?;
                 taken_before.extend(taken);
+                continue;
+            }
+            let resource_type: String = row.try_get(0)?;
+            if resource_type.is_empty() {
+                claimed.insert(row.try_get(1)?);
             } else {
-                claimed.insert(row.try_get(0)?);
+                current.insert((resource_type, row.try_get(1)?), row.try_get(2)?);
             }
         }
         if sqlite {

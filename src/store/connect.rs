@@ -156,9 +156,10 @@ impl Store {
         };
         let (writer, claims) = super::group_commit::spawn_writer(store.clone(), own_connection);
         store.writer = Some(writer);
-        // PostgreSQL: relays claim in transactions of their own (several instances share
-        // the outbox through `FOR UPDATE SKIP LOCKED`; there are no write turns to save).
-        store.claims = (backend == Backend::Sqlite).then_some(claims);
+        // Relays claim inside the writer's next batch: on SQLite that saves a write turn,
+        // on PostgreSQL a transaction's BEGIN and COMMIT round trips (each claim is still
+        // `FOR UPDATE SKIP LOCKED` there, so several instances share the outbox).
+        store.claims = Some(claims);
         Ok(store)
     }
 
