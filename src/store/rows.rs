@@ -306,23 +306,11 @@ impl StatementBatch {
             run_statements(numbered, statements, conn).await?;
             return Ok(());
         }
-        let mut sql = String::from("WITH ");
-        let mut offset = 0;
-        for (i, statement) in statements.iter().enumerate() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("w{i} AS ("));
-            sql.push_str(&shift_placeholders(&statement.sql, offset));
-            sql.push(')');
-            offset += statement.binds.len();
-        }
+        let mut sql = with_clauses(&statements);
         sql.push_str(" SELECT 1");
-        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false);
-        for bind in statements.into_iter().flat_map(|s| s.binds) {
-            query = bind.bind_owned(query);
-        }
-        query.execute(&mut *conn).await?;
+        with_binds(sql, false, statements)
+            .execute(&mut *conn)
+            .await?;
         Ok(())
     }
 
@@ -343,32 +331,15 @@ impl StatementBatch {
             return run_statements(numbered, statements, conn).await;
         }
         let keep = statements.iter().all(|s| s.keep);
-        let mut sql = String::from("WITH ");
-        let mut offset = 0;
-        for (i, statement) in statements.iter().enumerate() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("w{i} AS ("));
-            sql.push_str(&shift_placeholders(&statement.sql, offset));
-            sql.push(')');
-            offset += statement.binds.len();
-        }
-        for i in 0..statements.len() {
-            sql.push_str(if i == 0 {
-                " SELECT * FROM w0"
-            } else {
-                " UNION ALL SELECT * FROM "
-            });
-            if i > 0 {
-                sql.push_str(&format!("w{i}"));
-            }
-        }
-        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(keep);
-        for bind in statements.into_iter().flat_map(|s| s.binds) {
-            query = bind.bind_owned(query);
-        }
-        Ok(query.fetch_all(&mut *conn).await?)
+        let mut sql = with_clauses(&statements);
+        let selects: Vec<String> = (0..statements.len())
+            .map(|i| format!("SELECT * FROM w{i}"))
+            .collect();
+        sql.push(' ');
+        sql.push_str(&selects.join(" UNION ALL "));
+        Ok(with_binds(sql, keep, statements)
+            .fetch_all(&mut *conn)
+            .await?)
     }
 
     /// Run every statement in order; the rows they return, in order.
@@ -379,6 +350,32 @@ impl StatementBatch {
         let numbered = self.numbered;
         run_statements(numbered, self.statements(), conn).await
     }
+}
+
+/// PostgreSQL: `WITH w0 AS (…), w1 AS (…)`, one clause per statement, placeholders
+/// renumbered so that the statements' binds follow one another.
+fn with_clauses(statements: &[Statement]) -> String {
+    let mut sql = String::from("WITH ");
+    let mut offset = 0;
+    for (i, statement) in statements.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("w{i} AS ("));
+        sql.push_str(&shift_placeholders(&statement.sql, offset));
+        sql.push(')');
+        offset += statement.binds.len();
+    }
+    sql
+}
+
+/// `sql` with every statement's binds, in order.
+fn with_binds(sql: String, keep: bool, statements: Vec<Statement>) -> AnyQuery<'static> {
+    let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(keep);
+    for bind in statements.into_iter().flat_map(|s| s.binds) {
+        query = bind.bind_owned(query);
+    }
+    query
 }
 
 /// Run `statements` in order (PostgreSQL: one by one; SQLite: as one query); the rows
@@ -494,6 +491,16 @@ mod tests {
         assert_eq!(
             shape(batch(true, &[3, 13]).statements()),
             vec![(3, true), (13, false)]
+        );
+    }
+
+    #[test]
+    fn combined_statements_bind_one_after_another() {
+        let statements = batch(true, &[1, 2]).statements();
+        assert_eq!(
+            with_clauses(&statements),
+            "WITH w0 AS (INSERT INTO t (a, b) VALUES ($1, $2) ), \
+             w1 AS (INSERT INTO t (a, b) VALUES ($3, $4), ($5, $6) )"
         );
     }
 
