@@ -81,11 +81,11 @@ pub(super) fn spawn_writer(
     let (claim_queue, claims) = mpsc::channel(64);
     let work = run_writer(writer.clone(), own_connection, requests, claims);
     if writer.backend == super::Backend::Sqlite {
-        // SQLite: the writer gets a thread and a runtime of its own. Each of its statements
-        // is a hand-off to sqlx's SQLite worker thread and back; on the shared runtime the
-        // writer, woken by that answer, waited in the run queue behind the request tasks
-        // (validation, HTTP), and every referral in the batch waited with it. Measured: the
-        // writer's SQLite thread was on CPU for about a fifth of each batch's time.
+        // SQLite: the writer gets a thread and a runtime of its own. With its own connection
+        // it writes each batch there synchronously (`sqlite_writer`), which would stall a
+        // runtime that also runs request tasks. (It moved here first when every statement
+        // was a hand-off to sqlx's SQLite worker thread: on the shared runtime the writer,
+        // woken by each answer, waited in the run queue behind the request tasks.)
         let thread = std::thread::Builder::new()
             .name("spbridge-store-writer".into())
             .spawn(move || {
