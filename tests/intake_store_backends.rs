@@ -586,3 +586,23 @@ async fn sqlite_log_is_checkpointed_beside_the_writer() {
     );
     store.close().await;
 }
+
+/// An in-memory SQLite database would lose every accepted referral when the process stops:
+/// refused at start-up with a message that names the setting, for every way of asking.
+#[tokio::test]
+async fn sqlite_in_memory_is_refused() {
+    for url in [
+        "sqlite::memory:",
+        "sqlite://:memory:",
+        "sqlite://?mode=memory",
+    ] {
+        let (mut config, _, _dir) = test_config(Db::Sqlite, common::DEAD_AMQP_URL);
+        config.store.url = url.into();
+        match Store::connect(&config.store).await {
+            Err(StoreError::Config(message)) => {
+                assert!(message.contains("store.url"), "{url}: {message}")
+            }
+            other => panic!("{url}: expected a configuration error, got {other:?}"),
+        }
+    }
+}

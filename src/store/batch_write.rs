@@ -7,9 +7,10 @@
 //! upsert the resources, append their history, replace their search rows and add the outbox
 //! and notification rows — one multi-row statement each, sent together; last, the relay
 //! claims queued with the batch (mark sent, lease the next rows) in the same transaction.
-//! "Sent together" is one query on SQLite (`rows::StatementBatch`). The decisions and the
-//! rows (`settle`, `BatchRows`, the `*_ROWS` statements) are shared with the SQLite writer's
-//! own connection (`sqlite_writer`), which runs the same steps without sqlx.
+//! The decisions and the rows (`settle`, `BatchRows`, the `*_ROWS` statements) serve both
+//! backends; `Store::write_batch` runs them on PostgreSQL through sqlx, each "sent together"
+//! one statement of `WITH` clauses (`rows::StatementBatch`), and the SQLite writer runs them
+//! on its own connection (`sqlite_writer`).
 //! Must not: be handed units that share a key or a resource (`group_commit` keeps them
 //! apart), or answer callers (it returns one outcome per unit; an `Err` for the whole
 //! batch means nothing was written and the caller retries unit by unit).
@@ -18,7 +19,7 @@ use super::outbox::{mark_sent_and_lease, OutboxClaim, OutboxRow};
 use super::prepared::Prepared;
 use super::resources::{CommitOutcome, WriteUnit};
 use super::rows::{run_rows, Bind, StatementBatch};
-use super::{now_millis, Backend, Store, StoreError, StoredResource};
+use super::{now_millis, Store, StoreError, StoredResource};
 use serde_json::Value;
 use sqlx::Row;
 use std::collections::{HashMap, HashSet};
@@ -325,6 +326,7 @@ pub(super) fn log_phases(
 
 impl Store {
     /// One outcome per unit, in order; `Err` when the transaction itself failed.
+    /// PostgreSQL only: SQLite's batches are written by `sqlite_writer`.
     pub(super) async fn write_batch(
         &self,
         units: &[&WriteUnit],
@@ -359,61 +361,25 @@ impl Store {
                 ids,
             );
         }
-        let claims = key_claims(units, now);
-        // Which keys this transaction claimed. PostgreSQL: `RETURNING` names them (another
-        // instance may insert the same key concurrently). SQLite: this transaction holds the
-        // database's one write lock (`BEGIN IMMEDIATE`), so the keys it claims are exactly
-        // those not there before. Asking that first gives ONE row (the keys already taken,
-        // as a JSON array) where `RETURNING` gave a row per key, and every row is a message
-        // from sqlx's SQLite worker thread, often a wake-up of this one.
-        let sqlite = self.backend == Backend::Sqlite;
-        if sqlite {
-            lookups.push_rows(
-                (
-                    "SELECT json_group_array(key) FROM idempotency_keys WHERE key IN (",
-                    &[],
-                ),
-                "?1",
-                ")",
-                claims.iter().map(|c| vec![c[0].clone()]).collect(),
-            );
-        }
-        // PostgreSQL: each claimed key as a row of the versions' shape, marked by an empty
-        // type, so that both come back from one statement (`run_union`).
+        // Which keys this transaction claimed: `RETURNING` names them (another instance may
+        // insert the same key concurrently), each as a row of the versions' shape marked by
+        // an empty type, so that both come back from one statement (`run_union`).
         let returning = format!("{} RETURNING ''::text, key, 0::bigint", KEY_ROWS.tail);
         lookups.push_rows(
             (KEY_ROWS.head, &[]),
             KEY_ROWS.shape,
-            if sqlite { KEY_ROWS.tail } else { &returning },
-            claims,
+            &returning,
+            key_claims(units, now),
         );
         let mut current: HashMap<ResourceKey, i64> = HashMap::new();
         let mut claimed: HashSet<String> = HashSet::new();
-        let mut taken_before: HashSet<String> = HashSet::new();
         for row in lookups.run_union(&mut tx).await? {
-            // Version rows have three columns, a claimed key (PostgreSQL) an empty type; the
-            // JSON array of keys already taken (SQLite) one column.
-            if row.len() != 3 {
-                let taken: String = row.try_get(0)?;
-                let taken: Vec<String> = serde_json::from_str(&taken)
-                    .map_err(|_| StoreError::Corrupt("idempotency keys".into()))?;
-                taken_before.extend(taken);
-                continue;
-            }
             let resource_type: String = row.try_get(0)?;
             if resource_type.is_empty() {
                 claimed.insert(row.try_get(1)?);
             } else {
                 current.insert((resource_type, row.try_get(1)?), row.try_get(2)?);
             }
-        }
-        if sqlite {
-            claimed = units
-                .iter()
-                .flat_map(|u| u.idempotency.iter())
-                .filter(|c| !taken_before.contains(&c.key))
-                .map(|c| c.key.clone())
-                .collect();
         }
         let mut settled = settle(units, &current, &claimed);
         if !settled.give_back.is_empty() {
@@ -460,12 +426,12 @@ impl Store {
         let committed = std::mem::take(&mut rows.committed);
         let wrote_outbox = !rows.outbox.is_empty();
         let wrote_notifications = !rows.notifications.is_empty();
-        // The replaced versions' search rows go first; on PostgreSQL on their own, as the
-        // inserts after them may put some of the same rows back and are sent as one statement
-        // (see `StatementBatch::run_writes`).
-        let mut statements = StatementBatch::new(&tx);
+        // The replaced versions' search rows go first, on their own: the inserts after them
+        // may put some of the same rows back and are sent as one statement (see
+        // `StatementBatch::run_writes`).
+        let mut forget = StatementBatch::new(&tx);
         for (rtype, ids) in ids_by_type(rows.replaced.iter().map(|(t, i)| (t, i))) {
-            statements.push_rows(
+            forget.push_rows(
                 (
                     "DELETE FROM search_index WHERE resource_type = ?1 AND id IN (",
                     &[Bind::Text(rtype)],
@@ -475,10 +441,8 @@ impl Store {
                 ids,
             );
         }
-        if self.backend == Backend::Postgres {
-            statements.run_writes(&mut tx).await?;
-            statements = StatementBatch::new(&tx);
-        }
+        forget.run_writes(&mut tx).await?;
+        let mut statements = StatementBatch::new(&tx);
         for (sql, table_rows) in rows.inserts() {
             statements.push_rows((sql.head, &[]), sql.shape, sql.tail, table_rows);
         }

@@ -33,6 +33,26 @@ impl Store {
             Backend::Sqlite if !config.url.contains('?') => format!("{}?mode=rwc", config.url),
             _ => config.url.clone(),
         };
+        // SQLite must be a file: an in-memory database would lose every accepted referral
+        // when the process stops (and each connection would see a database of its own).
+        let sqlite_file = match backend {
+            Backend::Sqlite => {
+                let file = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?;
+                let path = file.get_filename().to_path_buf();
+                if url.contains("mode=memory")
+                    || path.as_os_str() == ":memory:"
+                    || path.to_string_lossy().starts_with("file:")
+                {
+                    return Err(StoreError::Config(
+                        "store.url: SQLite must be a database file (e.g. sqlite://spbridge.db); \
+                         an in-memory database would lose accepted referrals"
+                            .into(),
+                    ));
+                }
+                Some(path)
+            }
+            Backend::Postgres => None,
+        };
         let schema = config.postgres_schema.clone();
         if !schema
             .chars()
@@ -137,22 +157,11 @@ impl Store {
                 Arc::downgrade(&store.sqlite_commits),
             );
         }
-        // SQLite on a file: the group-commit writer writes its batches on a connection of
-        // its own, straight through SQLite's C API (`sqlite_writer`). An in-memory database
-        // cannot be opened twice, so there the writer uses the sqlx write connection.
-        let own_connection = match backend {
-            Backend::Sqlite => {
-                let file = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?;
-                let path = file.get_filename();
-                let in_memory = url.contains("mode=memory")
-                    || path.as_os_str() == ":memory:"
-                    || path.to_string_lossy().starts_with("file:");
-                match in_memory {
-                    true => None,
-                    false => Some(super::sqlite_writer::SqliteWriter::open(path)?),
-                }
-            }
-            Backend::Postgres => None,
+        // SQLite: the group-commit writer writes its batches on a connection of its own,
+        // straight through SQLite's C API (`sqlite_writer`).
+        let own_connection = match &sqlite_file {
+            Some(path) => Some(super::sqlite_writer::SqliteWriter::open(path)?),
+            None => None,
         };
         let (writer, claims) = super::group_commit::spawn_writer(store.clone(), own_connection);
         store.writer = Some(writer);

@@ -9,8 +9,8 @@
 //! Must not: be used off the writer's thread (each call blocks its thread for the whole
 //! transaction; that thread runs nothing else), or begin a transaction without the
 //! process's writer turn (`Store::sqlite_writers`), which it shares with the sqlx write
-//! connection that other writes (task updates alone, notifications, the relay's own
-//! transactions) still use.
+//! connection that other writes still use (a unit written alone after a failed batch, the
+//! notifier's updates, the relay's reschedules and lease releases).
 //!
 //! Why: through sqlx every query and every row it returns is a message between the writer
 //! and sqlx's SQLite worker thread, and each message can be a context switch on a 2-core
