@@ -173,7 +173,9 @@ impl Store {
 /// A new server-assigned id (resources, outbox messages, notifications): a UUIDv7
 /// (RFC 9562). Its leading bits are the time, so rows written together are neighbours in
 /// every index keyed by id and a commit dirties a few pages at the right edge of each
-/// B-tree instead of one random page per row (random v4 ids did that).
+/// B-tree instead of one random page per row (random v4 ids did that). Its random bits come
+/// from a thread-local ChaCha generator seeded by the OS (uuid's `fast-rng`), not from a
+/// `getrandom` system call per id: that was ≈ 7 system calls per referral.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
