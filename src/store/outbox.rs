@@ -213,7 +213,9 @@ pub(super) async fn mark_sent_and_lease(
         .collect()
 }
 
-/// SQLite: the claim as ONE query of three statements: mark `sent`, read the rows to lease
+/// SQLite through sqlx, for a claim in a transaction of its own (after a failed batch, or
+/// beside a unit written alone; in a batch, `mark_sent_and_lease_on` runs it on the writer's
+/// own connection): the claim as ONE query of three statements: mark `sent`, read the rows to lease
 /// as one JSON array, lease them. `UPDATE … RETURNING` gave a row per leased row, and the
 /// marking was a query of its own; every query and every row is a message from sqlx's
 /// SQLite worker thread, often a wake-up of the writer waiting for it. The read and the
@@ -325,10 +327,11 @@ impl Store {
     }
 
     /// Mark the rows of `sent` still leased to `owner` sent, and lease the next `limit` due
-    /// rows, in ONE write transaction: the relay's whole store work per batch. On SQLite
-    /// that transaction is the group-commit writer's next batch (a write transaction of its
-    /// own would be one more turn the referral writer waits for), so rows committed in that
-    /// batch are claimed as it commits.
+    /// rows, in ONE write transaction: the relay's whole store work per batch. That
+    /// transaction is the group-commit writer's next batch (on SQLite a write transaction of
+    /// its own would be one more turn the referral writer waits for; on PostgreSQL it would
+    /// be a BEGIN and a COMMIT more), so rows committed in that batch are claimed as it
+    /// commits.
     pub async fn mark_sent_and_claim(
         &self,
         sent: &[String],
