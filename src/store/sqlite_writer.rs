@@ -42,7 +42,7 @@ const STATEMENT_CACHE: usize = 32;
 
 impl SqliteWriter {
     /// Open `path` (which the pool has already created and migrated) with the settings of
-    /// the sqlx write connection (`connect`): WAL, `synchronous=NORMAL`, foreign keys,
+    /// the sqlx write connection (`connect`): WAL, `synchronous=FULL`, foreign keys,
     /// a 16 MiB page cache, statement journals in memory, the checkpoint backstop.
     pub(super) fn open(path: &Path) -> Result<SqliteWriter, StoreError> {
         let conn = Connection::open_with_flags(
@@ -53,7 +53,7 @@ impl SqliteWriter {
         )?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.execute_batch(&format!(
-            "PRAGMA temp_store=MEMORY; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; \
+            "PRAGMA temp_store=MEMORY; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; \
              PRAGMA cache_size=-16384; PRAGMA wal_autocheckpoint={};",
             super::checkpoint::WRITER_AUTOCHECKPOINT_PAGES
         ))?;
