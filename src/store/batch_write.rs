@@ -451,7 +451,7 @@ impl Store {
         // batch's new rows included, so they are published as soon as it commits).
         let mut leased = Vec::with_capacity(relay_claims.len());
         for relay_claim in relay_claims {
-            leased.push(mark_sent_and_lease(&mut tx, self.backend, relay_claim).await?);
+            leased.push(mark_sent_and_lease(&mut tx, relay_claim).await?);
         }
         let commit_started = std::time::Instant::now();
         tx.commit().await?;

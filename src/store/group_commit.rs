@@ -198,7 +198,7 @@ async fn run_writer(
             let units = batch.requests.len();
             let started = std::time::Instant::now();
             if units == 0 && own_connection.is_none() {
-                claim_each(writer, claims_now).await;
+                claim_each(writer, own_connection, claims_now).await;
             } else if units == 0 {
                 // Relay claims alone: one transaction on the writer's own connection.
                 write_and_answer(writer, own_connection, batch, claims_now).await;
@@ -287,7 +287,7 @@ async fn write_and_answer(
 ) {
     if batch.alone {
         commit_each(writer, batch.requests).await;
-        return claim_each(writer, claims).await;
+        return claim_each(writer, own_connection, claims).await;
     }
     let mut batch = batch.requests;
     let prepared: Vec<Option<Prepared>> = batch.iter_mut().map(|r| r.prepared.take()).collect();
@@ -309,15 +309,31 @@ async fn write_and_answer(
         Err(err) => {
             tracing::warn!(units = batch.len(), error = %err, "batch commit failed; committing its units one by one");
             commit_each(writer, batch).await;
-            claim_each(writer, claims).await;
+            claim_each(writer, own_connection, claims).await;
         }
     }
 }
 
-/// Run each relay claim in a transaction of its own and answer it.
-async fn claim_each(writer: &Store, claims: Vec<QueuedClaim>) {
+/// Run each relay claim in a transaction of its own and answer it (on SQLite, on the
+/// writer's own connection).
+async fn claim_each(
+    writer: &Store,
+    own_connection: Option<&std::sync::Mutex<SqliteWriter>>,
+    claims: Vec<QueuedClaim>,
+) {
     for (claim, reply) in claims {
-        let _ = reply.send(writer.claim_in_own_transaction(&claim).await);
+        let claimed = match own_connection {
+            Some(conn) => SqliteWriter::write_batch(conn, writer, &[], Vec::new(), &[&claim])
+                .await
+                .and_then(|(_, leased)| {
+                    leased
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| StoreError::Corrupt("claim left unanswered".into()))
+                }),
+            None => writer.claim_in_own_transaction(&claim).await,
+        };
+        let _ = reply.send(claimed);
     }
 }
 

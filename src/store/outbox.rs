@@ -8,8 +8,7 @@
 //! rescheduling with a delay, backlog stats.
 //! Must not: talk to the broker or interpret message bodies.
 
-use super::rows::{Bind, StatementBatch};
-use super::{now_millis, Backend, Store, StoreError};
+use super::{now_millis, Store, StoreError};
 use sqlx::Row;
 use std::collections::HashMap;
 
@@ -183,17 +182,14 @@ impl LeasedColumns {
     }
 }
 
-/// Run `claim` inside the caller's write transaction.
+/// Run `claim` inside the caller's write transaction, on PostgreSQL (SQLite's claims run on
+/// the writer's own connection: `mark_sent_and_lease_on`). Several instances may claim at
+/// once; each skips the rows another holds.
 pub(super) async fn mark_sent_and_lease(
     conn: &mut sqlx::AnyConnection,
-    backend: Backend,
     claim: &OutboxClaim,
 ) -> Result<Vec<(i64, OutboxRow)>, StoreError> {
     let now = now_millis();
-    if backend == Backend::Sqlite {
-        return mark_sent_and_lease_sqlite(conn, claim, now).await;
-    }
-    // PostgreSQL: several instances may claim at once; each skips the rows another holds.
     mark_sent(conn, &claim.sent, &claim.owner, now).await?;
     let sql = format!(
         "UPDATE outbox SET lease_owner = $1, lease_until = $2 WHERE seq IN (\
@@ -211,71 +207,6 @@ pub(super) async fn mark_sent_and_lease(
     rows.iter()
         .map(|row| Ok(LeasedColumns::from_row(row)?.leased()))
         .collect()
-}
-
-/// SQLite through sqlx, for a claim in a transaction of its own (after a failed batch, or
-/// beside a unit written alone; in a batch, `mark_sent_and_lease_on` runs it on the writer's
-/// own connection): the claim as ONE query of three statements: mark `sent`, read the rows to lease
-/// as one JSON array, lease them. `UPDATE … RETURNING` gave a row per leased row, and the
-/// marking was a query of its own; every query and every row is a message from sqlx's
-/// SQLite worker thread, often a wake-up of the writer waiting for it. The read and the
-/// lease pick the same rows: this transaction holds the database's one write lock.
-async fn mark_sent_and_lease_sqlite(
-    conn: &mut sqlx::AnyConnection,
-    claim: &OutboxClaim,
-    now: i64,
-) -> Result<Vec<(i64, OutboxRow)>, StoreError> {
-    // Placeholders are bound in the order they appear (SQLite statements here use `?`).
-    let due = |first: usize| {
-        format!(
-            "SELECT seq FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ?{first} \
-             AND (lease_until IS NULL OR lease_until < ?{}) ORDER BY seq LIMIT {}",
-            first + 1,
-            claim.limit
-        )
-    };
-    let mut statements = StatementBatch::new(conn);
-    statements.push_rows(
-        (
-            "UPDATE outbox SET sent_at = ?1, lease_owner = NULL, lease_until = NULL, \
-             attempts = attempts + 1 WHERE lease_owner = ?2 AND id IN (",
-            &[Bind::Int(now), Bind::Text(claim.owner.clone())],
-        ),
-        "?1",
-        ")",
-        claim
-            .sent
-            .iter()
-            .map(|id| vec![Bind::Text(id.clone())])
-            .collect(),
-    );
-    statements.push_statement(
-        &format!(
-            "SELECT json_group_array(json_array({LEASED_COLUMNS})) FROM outbox WHERE seq IN ({})",
-            due(1)
-        ),
-        &[Bind::Int(now), Bind::Int(now)],
-    );
-    statements.push_statement(
-        &format!(
-            "UPDATE outbox SET lease_owner = ?1, lease_until = ?2 WHERE seq IN ({})",
-            due(3)
-        ),
-        &[
-            Bind::Text(claim.owner.clone()),
-            Bind::Int(now + claim.lease_ms),
-            Bind::Int(now),
-            Bind::Int(now),
-        ],
-    );
-    let mut leased: Vec<LeasedColumns> = Vec::new();
-    for row in statements.run(conn).await? {
-        let text: String = row.try_get(0)?;
-        leased = serde_json::from_str(&text)
-            .map_err(|_| StoreError::Corrupt("leased outbox rows".into()))?;
-    }
-    leased.sort_by_key(|columns| columns.seq);
-    Ok(leased.into_iter().map(LeasedColumns::leased).collect())
 }
 
 /// The same claim on the SQLite writer's own connection (`sqlite_writer`), inside its
@@ -371,13 +302,14 @@ impl Store {
         Ok(claimed.into_iter().map(|(_, row)| row).collect())
     }
 
-    /// `claim` in a write transaction of its own.
+    /// `claim` in a write transaction of its own, on PostgreSQL (on SQLite the writer runs
+    /// every claim on its own connection).
     pub(super) async fn claim_in_own_transaction(
         &self,
         claim: &OutboxClaim,
     ) -> Result<Vec<(i64, OutboxRow)>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let claimed = mark_sent_and_lease(&mut tx, self.backend, claim).await?;
+        let claimed = mark_sent_and_lease(&mut tx, claim).await?;
         tx.commit().await?;
         Ok(claimed)
     }

@@ -259,11 +259,6 @@ impl StatementBatch {
         });
     }
 
-    /// Add one statement with its binds (placeholders `?1..?n`, as in a `push_rows` head).
-    pub(super) fn push_statement(&mut self, sql: &str, binds: &[Bind]) {
-        self.push_rows((sql, binds), "", "", vec![Vec::new()]);
-    }
-
     /// The statements to run. PostgreSQL: each push in even chunks. SQLite: a lone push
     /// whose rows make one power-of-two chunk is one statement, kept prepared; anything else
     /// goes as one multi-statement query, never kept prepared, so each push is one statement
@@ -301,8 +296,7 @@ impl StatementBatch {
     pub(super) async fn run_writes(self, conn: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
         let numbered = self.numbered;
         let statements = self.statements();
-        let binds: usize = statements.iter().map(|s| s.binds.len()).sum();
-        if !numbered || statements.len() < 2 || binds > PG_MAX_BINDS {
+        if !combinable(numbered, &statements) {
             run_statements(numbered, statements, conn).await?;
             return Ok(());
         }
@@ -326,8 +320,7 @@ impl StatementBatch {
     ) -> Result<Vec<AnyRow>, StoreError> {
         let numbered = self.numbered;
         let statements = self.statements();
-        let binds: usize = statements.iter().map(|s| s.binds.len()).sum();
-        if !numbered || statements.len() < 2 || binds > PG_MAX_BINDS {
+        if !combinable(numbered, &statements) {
             return run_statements(numbered, statements, conn).await;
         }
         let keep = statements.iter().all(|s| s.keep);
@@ -350,6 +343,13 @@ impl StatementBatch {
         let numbered = self.numbered;
         run_statements(numbered, self.statements(), conn).await
     }
+}
+
+/// Whether `statements` can go as one statement of `WITH` clauses: PostgreSQL, more than
+/// one of them, within the bind limit.
+fn combinable(numbered: bool, statements: &[Statement]) -> bool {
+    let binds: usize = statements.iter().map(|s| s.binds.len()).sum();
+    numbered && statements.len() >= 2 && binds <= PG_MAX_BINDS
 }
 
 /// PostgreSQL: `WITH w0 AS (…), w1 AS (…)`, one clause per statement, placeholders
