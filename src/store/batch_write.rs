@@ -343,7 +343,7 @@ impl Store {
         // look ids up in the primary key (a row-value `IN (VALUES …)` made SQLite scan the
         // whole table). The keys of a unit that turns out to conflict or be a duplicate are
         // given back below (units of a batch share no key, so that is as if never claimed).
-        let mut lookups = StatementBatch::new(&tx);
+        let mut lookups = StatementBatch::new();
         for (rtype, ids) in ids_by_type(
             units
                 .iter()
@@ -429,7 +429,7 @@ impl Store {
         // The replaced versions' search rows go first, on their own: the inserts after them
         // may put some of the same rows back and are sent as one statement (see
         // `StatementBatch::run_writes`).
-        let mut forget = StatementBatch::new(&tx);
+        let mut forget = StatementBatch::new();
         for (rtype, ids) in ids_by_type(rows.replaced.iter().map(|(t, i)| (t, i))) {
             forget.push_rows(
                 (
@@ -442,7 +442,7 @@ impl Store {
             );
         }
         forget.run_writes(&mut tx).await?;
-        let mut statements = StatementBatch::new(&tx);
+        let mut statements = StatementBatch::new();
         for (sql, table_rows) in rows.inserts() {
             statements.push_rows((sql.head, &[]), sql.shape, sql.tail, table_rows);
         }

@@ -285,7 +285,8 @@ impl Store {
                     .map_err(|_| StoreError::WriterStopped)?;
                 answer.await.map_err(|_| StoreError::WriterStopped)??
             }
-            None => self.claim_in_own_transaction(&claim).await?,
+            // Only the writer's own handle has no claim queue, and it never claims.
+            None => return Err(StoreError::WriterStopped),
         };
         // The bodies, read after the lease is committed (a leased row is ours; its body
         // never changes).

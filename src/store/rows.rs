@@ -1,17 +1,14 @@
 //! Multi-row statements: many rows in one round trip.
 //!
-//! Owns: `Bind` (a value to bind without borrowing), and running one statement
-//! template over many rows in chunks whose sizes are powers of two, so that a handful of
-//! statement texts serve every batch size and the drivers' prepared-statement caches stay
-//! warm.
+//! Owns: `Bind` (a value to bind without borrowing, through sqlx or rusqlite), and, for
+//! PostgreSQL's batch writer (`batch_write`), running one statement template over many rows
+//! and sending several such statements as one (`StatementBatch`). SQLite's writer binds
+//! rows one by one on its own connection (`sqlite_writer`) and uses only `Bind` from here.
 //! Must not: know any table; callers give the statement head and row shape.
 
 use super::StoreError;
 use sqlx::any::AnyRow;
 use sqlx::AssertSqlSafe;
-
-/// Largest number of rows in one statement.
-const MAX_ROWS: usize = 64;
 
 /// A value bound to a statement.
 #[derive(Debug, Clone)]
@@ -53,7 +50,8 @@ impl rusqlite::ToSql for Bind {
     }
 }
 
-/// PostgreSQL: statements of at most this many rows stay prepared.
+/// Statements of at most this many rows stay prepared (their texts come again: a relay's
+/// handful of ids, one Task update).
 const KEEP_PREPARED_ROWS: usize = 4;
 
 /// One statement with its binds, and whether to keep it prepared.
@@ -63,14 +61,10 @@ struct Statement {
     keep: bool,
 }
 
-/// PostgreSQL: most binds in one statement (its limit is 65,535).
-const PG_MAX_BINDS: usize = 30_000;
+/// Most binds in one statement (PostgreSQL's limit is 65,535).
+const MAX_BINDS: usize = 30_000;
 
-/// SQLite: most binds in one statement of a multi-statement query (its limit,
-/// `SQLITE_MAX_VARIABLE_NUMBER`, is 32,766 in the bundled build).
-const SQLITE_MAX_BINDS: usize = 30_000;
-
-/// `n` rows in as few statements as `max_rows` allows, of about equal size (`Cut::AtBindLimit`).
+/// `n` rows in as few statements as `max_rows` allows, of about equal size.
 fn even_chunks(n: usize, max_rows: usize) -> Vec<usize> {
     let max_rows = max_rows.max(1);
     let count = n.div_ceil(max_rows);
@@ -79,27 +73,9 @@ fn even_chunks(n: usize, max_rows: usize) -> Vec<usize> {
         .collect()
 }
 
-/// SQLite: chunk sizes for `n` rows: powers of two, largest first, each ≤ `MAX_ROWS`.
-fn chunk_sizes(mut n: usize) -> Vec<usize> {
-    let mut sizes = Vec::new();
-    while n > 0 {
-        let size = if n >= MAX_ROWS {
-            MAX_ROWS
-        } else {
-            1 << (usize::BITS - 1 - n.leading_zeros())
-        };
-        sizes.push(size);
-        n -= size;
-    }
-    sizes
-}
-
-/// A row's placeholder tuple: `shape` uses `?1`, `?2`, … for the row's own binds, each
-/// once and in order, e.g. `(?1, ?2, 0, ?3)`. PostgreSQL: renumbered to `$n` after
-/// `offset` earlier binds. SQLite: plain `?` — SQLite resolves every *named* parameter
-/// (`$n`, `?n`) by a linear scan when the driver binds it, which made a 64-row statement
-/// quadratic to bind.
-fn row_placeholders(shape: &str, offset: usize, numbered: bool) -> String {
+/// A row's placeholder tuple: `shape` uses `?1`, `?2`, … for the row's own binds, e.g.
+/// `(?1, ?2, 0, ?3)`, renumbered to `$n` after `offset` earlier binds.
+fn row_placeholders(shape: &str, offset: usize) -> String {
     let mut out = String::with_capacity(shape.len() + 8);
     let mut chars = shape.chars().peekable();
     while let Some(c) = chars.next() {
@@ -113,55 +89,30 @@ fn row_placeholders(shape: &str, offset: usize, numbered: bool) -> String {
             chars.next();
         }
         let n: usize = digits.parse().unwrap_or(1);
-        if numbered {
-            out.push('$');
-            out.push_str(&(offset + n).to_string());
-        } else {
-            out.push('?');
-        }
+        out.push('$');
+        out.push_str(&(offset + n).to_string());
     }
     out
 }
 
-/// How a push's rows are cut into statements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cut {
-    /// SQLite, a statement run on its own: powers of two up to `MAX_ROWS` rows, each kept
-    /// prepared (a handful of texts serve every batch size).
-    PowersOfTwo,
-    /// As few statements as `max_binds` allows, of about equal size. PostgreSQL (which cannot
-    /// take several statements with binds in one query, so fewer, larger statements are what
-    /// save round trips); and SQLite inside a multi-statement query, which is never kept
-    /// prepared anyway and where each statement's result is one more message from sqlx's
-    /// SQLite worker thread, often a wake-up of the thread waiting for it.
-    AtBindLimit(usize),
-}
-
-/// The statements `{head} {row}, {row}, … {tail}` for every row, cut as `cut` says (each
-/// row has the same number of binds, `shape` placeholders `?1..?k`), with their binds.
-/// `lead` are binds of placeholders in `head` (written `?1..?j` there), bound first in every
-/// statement.
+/// The statements `{head} {row}, {row}, … {tail}` for every row, as few as the bind limit
+/// allows and of about equal size (each row has the same number of binds, `shape`
+/// placeholders `?1..?k`), with their binds. `lead` are binds of placeholders in `head`
+/// (written `?1..?j` there), bound first in every statement.
 fn chunk_statements(
-    numbered: bool,
-    cut: Cut,
     (head, lead): (&str, &[Bind]),
     shape: &str,
     tail: &str,
     rows: Vec<Vec<Bind>>,
 ) -> Vec<Statement> {
     let width = rows.first().map_or(1, Vec::len).max(1);
-    let sizes = match cut {
-        Cut::PowersOfTwo => chunk_sizes(rows.len()),
-        Cut::AtBindLimit(max_binds) => {
-            even_chunks(rows.len(), max_binds.saturating_sub(lead.len()) / width)
-        }
-    };
+    let sizes = even_chunks(rows.len(), MAX_BINDS.saturating_sub(lead.len()) / width);
     let mut statements = Vec::new();
     let mut rows = rows.into_iter();
     for size in sizes {
         let chunk: Vec<Vec<Bind>> = rows.by_ref().take(size).collect();
         let mut sql = String::with_capacity(head.len() + tail.len() + size * (shape.len() + 8));
-        sql.push_str(&row_placeholders(head, 0, numbered));
+        sql.push_str(&row_placeholders(head, 0));
         let mut offset = lead.len();
         for (i, row) in chunk.iter().enumerate() {
             if i > 0 {
@@ -169,7 +120,7 @@ fn chunk_statements(
             } else {
                 sql.push(' ');
             }
-            sql.push_str(&row_placeholders(shape, offset, numbered));
+            sql.push_str(&row_placeholders(shape, offset));
             offset += row.len();
         }
         sql.push(' ');
@@ -179,19 +130,10 @@ fn chunk_statements(
             .cloned()
             .chain(chunk.into_iter().flatten())
             .collect();
-        // Kept prepared when its text will come again: SQLite's power-of-two chunks, and
-        // PostgreSQL statements of a few rows (a relay's handful of ids, one Task update).
-        let keep = match cut {
-            Cut::PowersOfTwo => true,
-            Cut::AtBindLimit(_) => numbered && size <= KEEP_PREPARED_ROWS,
-        };
+        let keep = size <= KEEP_PREPARED_ROWS;
         statements.push(Statement { sql, binds, keep });
     }
     statements
-}
-
-fn is_sqlite(conn: &sqlx::AnyConnection) -> bool {
-    conn.backend_name() == "SQLite"
 }
 
 /// Run `{head} {row}, {row}, … {tail}` for every row (see `chunk_statements`), returning
@@ -203,25 +145,20 @@ pub(super) async fn run_rows(
     tail: &str,
     rows: &[Vec<Bind>],
 ) -> Result<Vec<AnyRow>, StoreError> {
-    let mut statements = StatementBatch::new(conn);
+    let mut statements = StatementBatch::new();
     statements.push_rows(head, shape, tail, rows.to_vec());
-    statements.run(conn).await
+    run_statements(statements.statements(), conn).await
 }
 
-/// Several statements sent to the database together.
-///
-/// On SQLite they go as ONE multi-statement query: the connection lives on sqlx's worker
-/// thread, and every query is a hand-off to that thread and back, which on a busy 2-core
-/// machine cost more than the SQL itself (a batch of referrals took about 25 of them).
-/// The texts differ from batch to batch, so they are not kept in the prepared-statement
-/// cache. On PostgreSQL (which cannot take several statements with binds in one query) they
-/// run one after the other.
+/// Several statements sent to PostgreSQL together: as one statement of `WITH` clauses
+/// where they can be (`run_writes`, `run_union`), since PostgreSQL cannot take several
+/// statements with binds in one query and each statement is a round trip.
+#[derive(Default)]
 pub(super) struct StatementBatch {
-    numbered: bool,
     pushes: Vec<Push>,
 }
 
-/// One `push_rows`, cut into statements when the batch runs (how depends on the rest).
+/// One `push_rows`, cut into statements when the batch runs.
 struct Push {
     head: String,
     lead: Vec<Bind>,
@@ -231,11 +168,8 @@ struct Push {
 }
 
 impl StatementBatch {
-    pub(super) fn new(conn: &sqlx::AnyConnection) -> StatementBatch {
-        StatementBatch {
-            numbered: !is_sqlite(conn),
-            pushes: Vec::new(),
-        }
+    pub(super) fn new() -> StatementBatch {
+        StatementBatch::default()
     }
 
     /// Add `{head} {row}, … {tail}` for every row (nothing when there are no rows); the rows'
@@ -259,45 +193,27 @@ impl StatementBatch {
         });
     }
 
-    /// The statements to run. PostgreSQL: each push in even chunks. SQLite: a lone push
-    /// whose rows make one power-of-two chunk is one statement, kept prepared; anything else
-    /// goes as one multi-statement query, never kept prepared, so each push is one statement
-    /// there: a batch of 13 referrals wrote its rows in about 17 statements before (in
-    /// power-of-two chunks), in 5 now.
+    /// The statements to run: each push in even chunks.
     fn statements(self) -> Vec<Statement> {
-        let numbered = self.numbered;
-        let lone_prepared = self.pushes.len() == 1
-            && self
-                .pushes
-                .first()
-                .is_some_and(|p| chunk_sizes(p.rows.len()).len() == 1);
-        let cut = if numbered {
-            Cut::AtBindLimit(PG_MAX_BINDS)
-        } else if lone_prepared {
-            Cut::PowersOfTwo
-        } else {
-            Cut::AtBindLimit(SQLITE_MAX_BINDS)
-        };
         self.pushes
             .into_iter()
             .flat_map(|p| {
                 let head = (p.head.as_str(), p.lead.as_slice());
-                chunk_statements(numbered, cut, head, &p.shape, &p.tail, p.rows)
+                chunk_statements(head, &p.shape, &p.tail, p.rows)
             })
             .collect()
     }
 
-    /// Run statements that return no rows (inserts, updates, deletes without `RETURNING`).
-    /// On PostgreSQL they go as ONE statement, each a data-modifying `WITH` clause: each
-    /// statement was a round trip (two for a text not prepared before), about a millisecond
-    /// each on a busy machine, and a batch of referrals wrote seven of them. The clauses run
-    /// on one snapshot, so they must not depend on one another's rows (a batch's inserts do
-    /// not; a delete of rows the same batch inserts again must be run on its own first).
+    /// Run statements that return no rows (inserts, updates, deletes without `RETURNING`)
+    /// as ONE statement, each a data-modifying `WITH` clause: each statement was a round
+    /// trip (two for a text not prepared before), about a millisecond each on a busy
+    /// machine, and a batch of referrals wrote seven of them. The clauses run on one
+    /// snapshot, so they must not depend on one another's rows (a batch's inserts do not; a
+    /// delete of rows the same batch inserts again must be run on its own first).
     pub(super) async fn run_writes(self, conn: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
-        let numbered = self.numbered;
         let statements = self.statements();
-        if !combinable(numbered, &statements) {
-            run_statements(numbered, statements, conn).await?;
+        if !combinable(&statements) {
+            run_statements(statements, conn).await?;
             return Ok(());
         }
         let mut sql = with_clauses(&statements);
@@ -309,19 +225,17 @@ impl StatementBatch {
     }
 
     /// Run statements whose rows all have the same columns, returning their rows (in no
-    /// particular order). PostgreSQL: as ONE statement, `WITH w0 AS (…), w1 AS (…) SELECT *
-    /// FROM w0 UNION ALL SELECT * FROM w1 …`, one round trip instead of one per statement
-    /// (SELECTs, and inserts with `RETURNING`; the clauses run on one snapshot, so none may
-    /// read another's writes). Kept prepared when every statement would be on its own.
-    /// SQLite: as `run`.
+    /// particular order), as ONE statement, `WITH w0 AS (…), w1 AS (…) SELECT * FROM w0
+    /// UNION ALL SELECT * FROM w1 …`, one round trip instead of one per statement (SELECTs,
+    /// and inserts with `RETURNING`; the clauses run on one snapshot, so none may read
+    /// another's writes). Kept prepared when every statement would be on its own.
     pub(super) async fn run_union(
         self,
         conn: &mut sqlx::AnyConnection,
     ) -> Result<Vec<AnyRow>, StoreError> {
-        let numbered = self.numbered;
         let statements = self.statements();
-        if !combinable(numbered, &statements) {
-            return run_statements(numbered, statements, conn).await;
+        if !combinable(&statements) {
+            return run_statements(statements, conn).await;
         }
         let keep = statements.iter().all(|s| s.keep);
         let mut sql = with_clauses(&statements);
@@ -334,26 +248,17 @@ impl StatementBatch {
             .fetch_all(&mut *conn)
             .await?)
     }
-
-    /// Run every statement in order; the rows they return, in order.
-    pub(super) async fn run(
-        self,
-        conn: &mut sqlx::AnyConnection,
-    ) -> Result<Vec<AnyRow>, StoreError> {
-        let numbered = self.numbered;
-        run_statements(numbered, self.statements(), conn).await
-    }
 }
 
-/// Whether `statements` can go as one statement of `WITH` clauses: PostgreSQL, more than
-/// one of them, within the bind limit.
-fn combinable(numbered: bool, statements: &[Statement]) -> bool {
+/// Whether `statements` can go as one statement of `WITH` clauses: more than one of them,
+/// within the bind limit.
+fn combinable(statements: &[Statement]) -> bool {
     let binds: usize = statements.iter().map(|s| s.binds.len()).sum();
-    numbered && statements.len() >= 2 && binds <= PG_MAX_BINDS
+    statements.len() >= 2 && binds <= MAX_BINDS
 }
 
-/// PostgreSQL: `WITH w0 AS (…), w1 AS (…)`, one clause per statement, placeholders
-/// renumbered so that the statements' binds follow one another.
+/// `WITH w0 AS (…), w1 AS (…)`, one clause per statement, placeholders renumbered so that
+/// the statements' binds follow one another.
 fn with_clauses(statements: &[Statement]) -> String {
     let mut sql = String::from("WITH ");
     let mut offset = 0;
@@ -378,35 +283,20 @@ fn with_binds(sql: String, keep: bool, statements: Vec<Statement>) -> AnyQuery<'
     query
 }
 
-/// Run `statements` in order (PostgreSQL: one by one; SQLite: as one query); the rows
-/// they return, in order.
+/// Run `statements` one by one; the rows they return, in order.
 async fn run_statements(
-    numbered: bool,
     statements: Vec<Statement>,
     conn: &mut sqlx::AnyConnection,
 ) -> Result<Vec<AnyRow>, StoreError> {
-    if statements.is_empty() {
-        return Ok(Vec::new());
-    }
-    if numbered {
-        let mut returned = Vec::new();
-        for statement in statements {
-            let mut query = sqlx::query(AssertSqlSafe(statement.sql)).persistent(statement.keep);
-            for bind in statement.binds {
-                query = bind.bind_owned(query);
-            }
-            returned.extend(query.fetch_all(&mut *conn).await?);
+    let mut returned = Vec::new();
+    for statement in statements {
+        let mut query = sqlx::query(AssertSqlSafe(statement.sql)).persistent(statement.keep);
+        for bind in statement.binds {
+            query = bind.bind_owned(query);
         }
-        return Ok(returned);
+        returned.extend(query.fetch_all(&mut *conn).await?);
     }
-    // One statement: kept prepared as it says; several: a text of this batch only.
-    let keep = statements.len() == 1 && statements.iter().all(|s| s.keep);
-    let sql: Vec<&str> = statements.iter().map(|s| s.sql.as_str()).collect();
-    let mut query = sqlx::query(AssertSqlSafe(sql.join(";\n"))).persistent(keep);
-    for bind in statements.into_iter().flat_map(|s| s.binds) {
-        query = bind.bind_owned(query);
-    }
-    Ok(query.fetch_all(&mut *conn).await?)
+    Ok(returned)
 }
 
 /// `$n` placeholders of a PostgreSQL statement renumbered as `$(n + by)`. Only for the
@@ -436,22 +326,8 @@ fn shift_placeholders(sql: &str, by: usize) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn chunks_are_powers_of_two_and_cover_every_row() {
-        for n in 0..300 {
-            let sizes = chunk_sizes(n);
-            assert_eq!(sizes.iter().sum::<usize>(), n);
-            assert!(sizes.iter().all(|s| s.is_power_of_two() && *s <= MAX_ROWS));
-        }
-        assert_eq!(chunk_sizes(13), vec![8, 4, 1]);
-        assert_eq!(chunk_sizes(130), vec![64, 64, 2]);
-    }
-
-    fn batch(numbered: bool, pushes: &[usize]) -> StatementBatch {
-        let mut batch = StatementBatch {
-            numbered,
-            pushes: Vec::new(),
-        };
+    fn batch(pushes: &[usize]) -> StatementBatch {
+        let mut batch = StatementBatch::new();
         for &n in pushes {
             let rows = (0..n as i64)
                 .map(|i| vec![Bind::Int(i), Bind::Int(i)])
@@ -470,38 +346,29 @@ mod tests {
     }
 
     #[test]
-    fn sqlite_cuts_a_lone_push_in_prepared_powers_of_two_only_when_it_makes_one_statement() {
-        assert_eq!(shape(batch(false, &[8]).statements()), vec![(8, true)]);
-        // 13 rows would be 8 + 4 + 1, a multi-statement query anyway: one statement.
-        assert_eq!(shape(batch(false, &[13]).statements()), vec![(13, false)]);
-        // Several pushes: one statement each, none kept prepared.
+    fn each_push_is_cut_in_even_chunks_and_small_ones_stay_prepared() {
         assert_eq!(
-            shape(batch(false, &[26, 0, 190, 13]).statements()),
-            vec![(26, false), (190, false), (13, false)]
-        );
-        // Past the bind limit, even chunks.
-        let rows = SQLITE_MAX_BINDS / 2 + 10;
-        let cut = shape(batch(false, &[rows, 1]).statements());
-        assert_eq!(cut.len(), 3);
-        assert_eq!(cut.iter().map(|(n, _)| n).sum::<usize>(), rows + 1);
-    }
-
-    #[test]
-    fn postgres_cuts_each_push_in_even_chunks() {
-        assert_eq!(
-            shape(batch(true, &[3, 13]).statements()),
+            shape(batch(&[3, 0, 13]).statements()),
             vec![(3, true), (13, false)]
         );
+        // Past the bind limit, even chunks.
+        let rows = MAX_BINDS / 2 + 10;
+        let cut = shape(batch(&[rows, 1]).statements());
+        assert_eq!(cut.len(), 3);
+        assert_eq!(cut.iter().map(|(n, _)| n).sum::<usize>(), rows + 1);
+        assert!(cut[0].0.abs_diff(cut[1].0) <= 1);
     }
 
     #[test]
     fn combined_statements_bind_one_after_another() {
-        let statements = batch(true, &[1, 2]).statements();
+        let statements = batch(&[1, 2]).statements();
         assert_eq!(
             with_clauses(&statements),
             "WITH w0 AS (INSERT INTO t (a, b) VALUES ($1, $2) ), \
              w1 AS (INSERT INTO t (a, b) VALUES ($3, $4), ($5, $6) )"
         );
+        assert!(combinable(&statements));
+        assert!(!combinable(&batch(&[2]).statements()));
     }
 
     #[test]
@@ -514,7 +381,7 @@ mod tests {
     }
 
     #[test]
-    fn postgres_chunks_are_few_and_even() {
+    fn chunks_are_few_and_even() {
         for n in 0..300 {
             for max in [1, 7, 64, 1000] {
                 let sizes = even_chunks(n, max);
@@ -528,18 +395,8 @@ mod tests {
 
     #[test]
     fn placeholders_are_renumbered_per_row() {
-        assert_eq!(
-            row_placeholders("(?1, ?2, 0, ?3)", 0, true),
-            "($1, $2, 0, $3)"
-        );
-        assert_eq!(
-            row_placeholders("(?1, ?2, 0, ?3)", 3, true),
-            "($4, $5, 0, $6)"
-        );
-        assert_eq!(row_placeholders("(?1, ?10)", 10, true), "($11, $20)");
-        assert_eq!(
-            row_placeholders("(?1, ?2, 0, ?3)", 3, false),
-            "(?, ?, 0, ?)"
-        );
+        assert_eq!(row_placeholders("(?1, ?2, 0, ?3)", 0), "($1, $2, 0, $3)");
+        assert_eq!(row_placeholders("(?1, ?2, 0, ?3)", 3), "($4, $5, 0, $6)");
+        assert_eq!(row_placeholders("(?1, ?10)", 10), "($11, $20)");
     }
 }
