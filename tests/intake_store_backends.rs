@@ -11,6 +11,7 @@ use spbridge::store::{
     CommitOutcome, IdempotencyClaim, NewOutboxMessage, ResourceWrite, SearchQuery, Store,
     StoreError, TimeBound, WriteUnit,
 };
+use sqlx::Connection;
 
 async fn open(db: Db) -> (Store, Option<String>, Option<tempfile::TempDir>) {
     let (config, schema, dir) = test_config(db, common::DEAD_AMQP_URL);
@@ -605,4 +606,153 @@ async fn sqlite_in_memory_is_refused() {
             other => panic!("{url}: expected a configuration error, got {other:?}"),
         }
     }
+}
+
+/// A database written before content was stored once (migrations up to "outbox bodies",
+/// content in both `resources` and `resource_history`) is upgraded at start-up: every
+/// current version reads back as it was, a current version missing from the history is
+/// copied there first, and `resources` holds no content afterwards, so a new write stores
+/// its content in the history alone.
+async fn upgrade_suite(db: Db) {
+    let (config, schema, dir) = test_config(db, common::DEAD_AMQP_URL);
+    let (folder, before) = match db {
+        Db::Sqlite => ("migrations/sqlite", 6),
+        Db::Postgres => ("migrations/postgres", 5),
+    };
+    // The migrations as they were: a copy of the folder without the later files.
+    let old = tempfile::tempdir().unwrap();
+    let mut names: Vec<_> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    for name in names.iter().take(before) {
+        std::fs::copy(format!("{folder}/{name}"), old.path().join(name)).unwrap();
+    }
+    let migrator = sqlx::migrate::Migrator::new(old.path()).await.unwrap();
+    let old_rows = [
+        // Patient p1 at version 2, both versions in the history.
+        "INSERT INTO resources (resource_type, id, version_id, last_updated, content) \
+         VALUES ('Patient', 'p1', 2, 20, '{\"resourceType\":\"Patient\",\"id\":\"p1\",\"gender\":\"female\"}')",
+        "INSERT INTO resource_history (resource_type, id, version_id, last_updated, content) \
+         VALUES ('Patient', 'p1', 1, 10, '{\"resourceType\":\"Patient\",\"id\":\"p1\"}')",
+        "INSERT INTO resource_history (resource_type, id, version_id, last_updated, content) \
+         VALUES ('Patient', 'p1', 2, 20, '{\"resourceType\":\"Patient\",\"id\":\"p1\",\"gender\":\"female\"}')",
+        // Organization o1 with no history row at all.
+        "INSERT INTO resources (resource_type, id, version_id, last_updated, content) \
+         VALUES ('Organization', 'o1', 1, 30, '{\"resourceType\":\"Organization\",\"id\":\"o1\",\"name\":\"Hub\"}')",
+    ];
+    match db {
+        Db::Sqlite => {
+            let options: sqlx::sqlite::SqliteConnectOptions = config
+                .store
+                .url
+                .parse::<sqlx::sqlite::SqliteConnectOptions>()
+                .unwrap();
+            let pool = sqlx::SqlitePool::connect_with(options.create_if_missing(true))
+                .await
+                .unwrap();
+            migrator.run(&pool).await.unwrap();
+            for sql in old_rows {
+                sqlx::query(sql).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        }
+        Db::Postgres => {
+            let schema = schema.clone().unwrap();
+            let mut conn = sqlx::PgConnection::connect(&common::postgres_url())
+                .await
+                .unwrap();
+            for sql in [
+                format!("CREATE SCHEMA \"{schema}\""),
+                format!("SET search_path TO \"{schema}\""),
+            ] {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            migrator.run(&mut conn).await.unwrap();
+            for sql in old_rows {
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            }
+        }
+    }
+
+    let store = Store::connect(&config.store).await.unwrap();
+    let p1 = store.read("Patient", "p1").await.unwrap().unwrap();
+    assert_eq!((p1.version_id, p1.last_updated), (2, 20));
+    assert_eq!(p1.resource["gender"], "female");
+    let history = store.history("Patient", "p1").await.unwrap();
+    assert_eq!(
+        history.iter().map(|h| h.version_id).collect::<Vec<_>>(),
+        vec![2, 1]
+    );
+    let o1 = store.read("Organization", "o1").await.unwrap().unwrap();
+    assert_eq!(o1.resource["name"], "Hub");
+    let o1_v1 = store.read_version("Organization", "o1", 1).await.unwrap();
+    assert_eq!(o1_v1.unwrap().resource["name"], "Hub");
+
+    // A write after the upgrade: read back, current and in the history.
+    let unit = WriteUnit {
+        writes: vec![ResourceWrite {
+            if_match: Some(1),
+            ..write("Organization", "o1", json!({"name": "Hub 2"}))
+        }],
+        ..Default::default()
+    };
+    assert!(matches!(
+        store.commit(unit).await.unwrap(),
+        CommitOutcome::Committed(_)
+    ));
+    let o1 = store.read("Organization", "o1").await.unwrap().unwrap();
+    assert_eq!((o1.version_id, &o1.resource["name"]), (2, &json!("Hub 2")));
+    let found = store
+        .read_many(&[
+            ("Organization".into(), "o1".into()),
+            ("Patient".into(), "p1".into()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 2);
+    store.close().await;
+
+    // No content column is left in `resources`.
+    let columns = "SELECT COUNT(*) FROM resources WHERE content IS NULL";
+    let content_gone = match db {
+        Db::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&config.store.url).await.unwrap();
+            let gone = sqlx::query(columns).fetch_one(&pool).await.is_err();
+            pool.close().await;
+            gone
+        }
+        Db::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&common::postgres_url())
+                .await
+                .unwrap();
+            let schema = schema.clone().unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SET search_path TO \"{schema}\""
+            )))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            sqlx::query(columns).fetch_one(&mut conn).await.is_err()
+        }
+    };
+    assert!(content_gone, "resources still has a content column");
+    if let Some(schema) = schema {
+        drop_schema(&schema).await;
+    }
+    drop(dir);
+}
+
+#[tokio::test]
+async fn older_sqlite_database_is_upgraded_to_content_stored_once() {
+    upgrade_suite(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn older_postgres_database_is_upgraded_to_content_stored_once() {
+    upgrade_suite(Db::Postgres).await;
 }

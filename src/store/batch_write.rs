@@ -52,11 +52,12 @@ pub(super) const KEY_ROWS: RowsSql = RowsSql {
     shape: "(?1, ?2, ?3)",
     tail: "ON CONFLICT (key) DO NOTHING",
 };
+/// The current version's number and time; its content is in `resource_history` only.
 pub(super) const RESOURCE_ROWS: RowsSql = RowsSql {
-    head: "INSERT INTO resources (resource_type, id, version_id, last_updated, content) VALUES",
-    shape: "(?1, ?2, ?3, ?4, ?5)",
+    head: "INSERT INTO resources (resource_type, id, version_id, last_updated) VALUES",
+    shape: "(?1, ?2, ?3, ?4)",
     tail: "ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id, \
-           last_updated = excluded.last_updated, content = excluded.content",
+           last_updated = excluded.last_updated",
 };
 pub(super) const HISTORY_ROWS: RowsSql = RowsSql {
     head: "INSERT INTO resource_history (resource_type, id, version_id, last_updated, content) \
@@ -67,7 +68,7 @@ pub(super) const HISTORY_ROWS: RowsSql = RowsSql {
 pub(super) const INDEX_ROWS: RowsSql = RowsSql {
     head: "INSERT INTO search_index (resource_type, id, param, value) VALUES",
     shape: "(?1, ?2, ?3, ?4)",
-    tail: "ON CONFLICT DO NOTHING",
+    tail: "",
 };
 pub(super) const OUTBOX_ROWS: RowsSql = RowsSql {
     head: "INSERT INTO outbox (id, destination, routing_key, message_type, content_type, \
@@ -239,15 +240,15 @@ impl BatchRows {
             outbox,
         } = rendered;
         for ((s, content), index) in stored.iter().zip(contents).zip(indexes) {
-            let row = vec![
+            let mut row = vec![
                 Bind::Text(s.resource_type.clone()),
                 Bind::Text(s.id.clone()),
                 Bind::Int(s.version_id),
                 Bind::Int(unit_now),
-                Bind::Text(content),
             ];
-            self.history.push(row.clone());
-            self.resources.push(row);
+            self.resources.push(row.clone());
+            row.push(Bind::Text(content));
+            self.history.push(row);
             if s.version_id > 1 {
                 self.replaced.push((s.resource_type.clone(), s.id.clone()));
             }

@@ -64,7 +64,15 @@ pub enum CommitOutcome {
     Duplicate { key: String, refs: Value },
 }
 
+/// A version's columns, as `resource_history` holds them (every version, the current one
+/// included: a resource's content is stored once).
 const SELECT_COLUMNS: &str = "resource_type, id, version_id, last_updated, content";
+
+/// The current versions: `resources` (`r`, which says which version is current) joined to
+/// that version's content; the same columns as `SELECT_COLUMNS`.
+const SELECT_CURRENT: &str = "SELECT r.resource_type, r.id, r.version_id, r.last_updated, \
+     h.content FROM resources r JOIN resource_history h ON h.resource_type = r.resource_type \
+     AND h.id = r.id AND h.version_id = r.version_id";
 
 fn row_to_resource(row: &AnyRow) -> Result<StoredResource, StoreError> {
     let resource_type: String = row.try_get(0)?;
@@ -160,26 +168,30 @@ impl Store {
             stamp(&mut resource, &write.resource_type, &write.id, version, now);
             let content = resource.to_string();
             let sql = if current.is_some() {
-                "UPDATE resources SET version_id = $3, last_updated = $4, content = $5 \
+                "UPDATE resources SET version_id = $3, last_updated = $4 \
                  WHERE resource_type = $1 AND id = $2"
             } else {
-                "INSERT INTO resources (resource_type, id, version_id, last_updated, content) \
-                 VALUES ($1, $2, $3, $4, $5)"
+                "INSERT INTO resources (resource_type, id, version_id, last_updated) \
+                 VALUES ($1, $2, $3, $4)"
             };
-            for statement in [
-                sql,
+            sqlx::query(sql)
+                .bind(write.resource_type.clone())
+                .bind(write.id.clone())
+                .bind(version)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
                 "INSERT INTO resource_history (resource_type, id, version_id, last_updated, content) \
                  VALUES ($1, $2, $3, $4, $5)",
-            ] {
-                sqlx::query(statement)
-                    .bind(write.resource_type.clone())
-                    .bind(write.id.clone())
-                    .bind(version)
-                    .bind(now)
-                    .bind(content.clone())
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            )
+            .bind(write.resource_type.clone())
+            .bind(write.id.clone())
+            .bind(version)
+            .bind(now)
+            .bind(content.clone())
+            .execute(&mut *tx)
+            .await?;
             contents.push(content);
             if current.is_some() {
                 sqlx::query("DELETE FROM search_index WHERE resource_type = $1 AND id = $2")
@@ -215,8 +227,7 @@ impl Store {
                 })
                 .collect();
             let sql = format!(
-                "INSERT INTO search_index (resource_type, id, param, value) VALUES {} \
-                 ON CONFLICT DO NOTHING",
+                "INSERT INTO search_index (resource_type, id, param, value) VALUES {}",
                 values.join(", ")
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -258,7 +269,7 @@ impl Store {
         id: &str,
     ) -> Result<Option<StoredResource>, StoreError> {
         let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {SELECT_COLUMNS} FROM resources WHERE resource_type = $1 AND id = $2"
+            "{SELECT_CURRENT} WHERE r.resource_type = $1 AND r.id = $2"
         )))
         .bind(resource_type.to_string())
         .bind(id.to_string())
@@ -281,12 +292,15 @@ impl Store {
         // A few keys per statement (a referral names two or three).
         for chunk in keys.chunks(50) {
             let filter: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(resource_type = ${} AND id = ${})", 2 * i + 1, 2 * i + 2))
+                .map(|i| {
+                    format!(
+                        "(r.resource_type = ${} AND r.id = ${})",
+                        2 * i + 1,
+                        2 * i + 2
+                    )
+                })
                 .collect();
-            let sql = format!(
-                "SELECT {SELECT_COLUMNS} FROM resources WHERE {}",
-                filter.join(" OR ")
-            );
+            let sql = format!("{SELECT_CURRENT} WHERE {}", filter.join(" OR "));
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for (rtype, id) in chunk {
                 query = query.bind(rtype.clone()).bind(id.clone());
@@ -407,8 +421,7 @@ impl Store {
         }
         let total: i64 = count_query.fetch_one(&self.pool).await?.try_get(0)?;
         let page_sql = format!(
-            "SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.content \
-             FROM resources r WHERE {filter} ORDER BY r.last_updated, r.id LIMIT {} OFFSET {}",
+            "{SELECT_CURRENT} WHERE {filter} ORDER BY r.last_updated, r.id LIMIT {} OFFSET {}",
             query.count, query.offset
         );
         let mut page_query = sqlx::query(AssertSqlSafe(page_sql));
@@ -430,18 +443,17 @@ pub(super) fn search_rows_of(
     resource: &Value,
 ) -> Vec<(&'static str, String)> {
     let mut rows = search_index::extract(resource_type, resource);
-    let before = rows.len();
     rows.extend(
         given
             .iter()
             .filter(|(i, _, _)| *i == position)
             .map(|(_, param, value)| (*param, value.clone())),
     );
-    if rows.len() > before {
-        // One row per (param, value): the index's primary key.
-        rows.sort();
-        rows.dedup();
-    }
+    // One row per (param, value): SQLite's index key, so the rows are inserted without
+    // `ON CONFLICT` (which on PostgreSQL made every row a speculative insertion, with a
+    // confirmation record in the WAL, though its index has no unique key to conflict on).
+    rows.sort();
+    rows.dedup();
     rows
 }
 
