@@ -83,6 +83,10 @@ impl Store {
                traceparent, tracestate, attempts, created_at, seq"
         );
         let mut tx = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            // The same partial-index walk as the outbox's claim (`pin_claim_plan`).
+            super::outbox::pin_claim_plan(&mut tx).await?;
+        }
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(owner.to_string())
             .bind(now + lease_ms)

@@ -190,6 +190,7 @@ pub(super) async fn mark_sent_and_lease(
     claim: &OutboxClaim,
 ) -> Result<Vec<(i64, OutboxRow)>, StoreError> {
     let now = now_millis();
+    pin_claim_plan(conn).await?;
     mark_sent(conn, &claim.sent, &claim.owner, now).await?;
     let sql = format!(
         "UPDATE outbox SET lease_owner = $1, lease_until = $2 WHERE seq IN (\
@@ -207,6 +208,26 @@ pub(super) async fn mark_sent_and_lease(
     rows.iter()
         .map(|row| Ok(LeasedColumns::from_row(row)?.leased()))
         .collect()
+}
+
+/// PostgreSQL: for the rest of the claim's transaction, find due rows by walking the
+/// `outbox_unsent` index in `seq` order (stopping at the limit), never by a bitmap scan or a
+/// full scan. A sent row's entry stays in that partial index until VACUUM; an index scan
+/// marks such entries dead as it passes, so later claims skip them, but a bitmap scan reads
+/// them all, every time. Without table statistics (never analysed: a new database, or
+/// autovacuum off) the planner chose the bitmap scan; measured at 1,000 referrals/s with
+/// autovacuum off, each claim then read every row sent so far (33,330 after 33 s, 13.7 ms a
+/// claim) and PostgreSQL used 0.89–0.94 ms of CPU per referral, against 0.83 with the
+/// index scan. Claims are the last statements of their transaction, so nothing else runs
+/// under these settings.
+pub(super) async fn pin_claim_plan(conn: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
+    sqlx::query(
+        "SELECT set_config('enable_bitmapscan', 'off', true), \
+                set_config('enable_seqscan', 'off', true)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// The same claim on the SQLite writer's own connection (`sqlite_writer`), inside its
