@@ -608,6 +608,26 @@ async fn sqlite_in_memory_is_refused() {
     }
 }
 
+/// A PostgreSQL connection whose search path is `schema` (created first when `create`).
+async fn connect_in_schema(schema: &str, create: bool) -> sqlx::PgConnection {
+    let mut conn = sqlx::PgConnection::connect(&common::postgres_url())
+        .await
+        .unwrap();
+    if create {
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SET search_path TO \"{schema}\""
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn
+}
+
 /// A database written before content was stored once (migrations up to "outbox bodies",
 /// content in both `resources` and `resource_history`) is upgraded at start-up: every
 /// current version reads back as it was, a current version missing from the history is
@@ -660,18 +680,7 @@ async fn upgrade_suite(db: Db) {
         }
         Db::Postgres => {
             let schema = schema.clone().unwrap();
-            let mut conn = sqlx::PgConnection::connect(&common::postgres_url())
-                .await
-                .unwrap();
-            for sql in [
-                format!("CREATE SCHEMA \"{schema}\""),
-                format!("SET search_path TO \"{schema}\""),
-            ] {
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-            }
+            let mut conn = connect_in_schema(&schema, true).await;
             migrator.run(&mut conn).await.unwrap();
             for sql in old_rows {
                 sqlx::query(sql).execute(&mut conn).await.unwrap();
@@ -727,16 +736,7 @@ async fn upgrade_suite(db: Db) {
             gone
         }
         Db::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&common::postgres_url())
-                .await
-                .unwrap();
-            let schema = schema.clone().unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SET search_path TO \"{schema}\""
-            )))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+            let mut conn = connect_in_schema(&schema.clone().unwrap(), false).await;
             sqlx::query(columns).fetch_one(&mut conn).await.is_err()
         }
     };
