@@ -95,7 +95,10 @@ async fn provider(
                 return;
             }
             let delivery = match next {
-                Err(_) => continue,
+                // No delivery for 500 ms: reconnect if the connection has died without
+                // ending the stream.
+                Err(_) if conn.status().connected() && consume.status().connected() => continue,
+                Err(_) => break,
                 Ok(Some(Ok(d))) => d,
                 Ok(_) => break,
             };

@@ -263,8 +263,18 @@ impl TaskUpdateConsumer {
                 }
             });
         }
+        // A connection or channel that died without ending the delivery stream is noticed
+        // here within a second, and the consumer reconnects. (One fault-suite run stopped
+        // applying updates after a broker restart, with nothing reconnecting; a stream left
+        // open by a dead connection is a suspected cause, not a proven one.)
+        let mut watchdog = tokio::time::interval(Duration::from_secs(1));
         let ended = loop {
             tokio::select! {
+                _ = watchdog.tick() => {
+                    if !connection.status().connected() || !channel.status().connected() {
+                        break Err(BrokerError::Disconnected);
+                    }
+                }
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => {
                         let read = read_task_update(delivery.routing_key.as_str(), &delivery.data);
