@@ -242,7 +242,26 @@ async fn referrals_and_updates_survive_broker_and_database_faults() {
     // Drain: everything published, every Task accepted.
     let mut counts =
         StoreCounts::connect(&common::postgres_url(), schema.as_deref().unwrap()).await;
-    let (pending, accepted) = counts.drained(total, Duration::from_secs(120)).await;
+    // On failure, the queues' depths say which side stalled: the provider queue (the
+    // provider stopped consuming) or task-updates (spbridge stopped applying).
+    let queues = || {
+        let listed = Command::new("rabbitmqctl")
+            .args([
+                "-q",
+                "list_queues",
+                "name",
+                "messages_ready",
+                "messages_unacknowledged",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let ours: Vec<&str> = listed.lines().filter(|l| l.contains(&prefix)).collect();
+        format!("; queues (name, ready, unacked): {}", ours.join(" | "))
+    };
+    let (pending, accepted) = counts
+        .drained_or(total, Duration::from_secs(120), queues)
+        .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::SeqCst);
     let _ = provider_task.await;

@@ -73,6 +73,16 @@ impl StoreCounts {
     /// Wait until the outbox is empty and at least `referrals` Tasks are accepted; fails the
     /// test after `wait`. Returns (outbox pending, Tasks accepted) as last counted.
     pub async fn drained(&mut self, referrals: usize, wait: Duration) -> (i64, i64) {
+        self.drained_or(referrals, wait, String::new).await
+    }
+
+    /// `drained`, with `diagnose()` (say, the broker's queue depths) added to the failure.
+    pub async fn drained_or(
+        &mut self,
+        referrals: usize,
+        wait: Duration,
+        diagnose: impl Fn() -> String,
+    ) -> (i64, i64) {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let pending = self.outbox_pending().await;
@@ -80,10 +90,12 @@ impl StoreCounts {
             if pending == 0 && accepted as usize >= referrals {
                 return (pending, accepted);
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "not drained: outbox pending {pending}, accepted {accepted} of {referrals}"
-            );
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "not drained: outbox pending {pending}, accepted {accepted} of {referrals}{}",
+                    diagnose()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
