@@ -11,8 +11,8 @@
 //!
 //! Both backends run the same SQL (sqlx `Any` driver with `$n` placeholders); the
 //! dialect differences are `BEGIN IMMEDIATE` (after an in-process writer turn) on
-//! SQLite, plain `?` placeholders in SQLite's multi-row statements (`rows`), and
-//! `FOR UPDATE SKIP LOCKED` when claiming outbox rows on PostgreSQL. On an SQLite file the
+//! SQLite, and on PostgreSQL `FOR UPDATE SKIP LOCKED` when claiming outbox rows and the
+//! batch writer's multi-row statements sent as one (`rows`). On an SQLite file the
 //! group-commit writer's batches bypass sqlx: `sqlite_writer` runs the same statements
 //! through rusqlite on the writer's own connection.
 

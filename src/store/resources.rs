@@ -442,18 +442,22 @@ pub(super) fn search_rows_of(
     resource_type: &str,
     resource: &Value,
 ) -> Vec<(&'static str, String)> {
+    // One row per (param, value): SQLite's index key, so the rows are inserted without
+    // `ON CONFLICT` (which on PostgreSQL made every row a speculative insertion, with a
+    // confirmation record in the WAL, though its index has no unique key to conflict on).
+    // `extract` gives each pair once; the caller's rows may repeat one.
     let mut rows = search_index::extract(resource_type, resource);
+    let before = rows.len();
     rows.extend(
         given
             .iter()
             .filter(|(i, _, _)| *i == position)
             .map(|(_, param, value)| (*param, value.clone())),
     );
-    // One row per (param, value): SQLite's index key, so the rows are inserted without
-    // `ON CONFLICT` (which on PostgreSQL made every row a speculative insertion, with a
-    // confirmation record in the WAL, though its index has no unique key to conflict on).
-    rows.sort();
-    rows.dedup();
+    if rows.len() > before {
+        rows.sort();
+        rows.dedup();
+    }
     rows
 }
 

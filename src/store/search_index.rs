@@ -117,6 +117,7 @@ pub fn extract(resource_type: &str, resource: &Value) -> Vec<(&'static str, Stri
             out.push(("_tag", format!("{system}|{code}")));
         }
     }
+    // Each (param, value) once: `resources::search_rows_of` relies on it.
     out.sort();
     out.dedup();
     out
