@@ -820,3 +820,45 @@ async fn claims_leave_sent_rows_behind_them_postgres() {
     store.close().await;
     drop_schema(&schema).await;
 }
+
+/// A message body large enough to be compressed (a referral's message Bundle is ≈ 4 kB) is
+/// compressed with lz4 on a server that has it, and stays pglz on one without; either way
+/// it reads back whole.
+#[tokio::test]
+async fn outbox_bodies_are_lz4_compressed_postgres() {
+    let (store, schema, _dir) = open(Db::Postgres).await;
+    let schema = schema.unwrap();
+    let entries: Vec<String> = (0..60)
+        .map(|i| format!("{{\"fullUrl\":\"urn:uuid:{i:08}\",\"resource\":{{\"resourceType\":\"Task\",\"status\":\"requested\"}}}}"))
+        .collect();
+    let body = format!(
+        "{{\"resourceType\":\"Bundle\",\"entry\":[{}]}}",
+        entries.join(",")
+    );
+    assert!(body.len() > 4_000);
+    let mut row = message("large");
+    row.body = body.clone();
+    store
+        .commit(WriteUnit {
+            outbox: vec![row],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut conn = connect_in_schema(&schema, false).await;
+    let lz4_available = sqlx::query("SET default_toast_compression = lz4")
+        .execute(&mut conn)
+        .await
+        .is_ok();
+    let (method, stored): (Option<String>, String) = sqlx::query_as(
+        "SELECT pg_column_compression(body)::text, body FROM outbox_bodies WHERE id = 'large'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(stored, body);
+    let expected = if lz4_available { "lz4" } else { "pglz" };
+    assert_eq!(method.as_deref(), Some(expected));
+    store.close().await;
+    drop_schema(&schema).await;
+}

@@ -198,7 +198,8 @@ async fn run_writer(
             let units = batch.requests.len();
             let started = std::time::Instant::now();
             if units == 0 && own_connection.is_none() {
-                claim_each(writer, own_connection, claims_now).await;
+                // Relay claims alone on PostgreSQL: each in a transaction of its own.
+                claim_each(writer, None, claims_now).await;
             } else if units == 0 {
                 // Relay claims alone: one transaction on the writer's own connection.
                 write_and_answer(writer, own_connection, batch, claims_now).await;

@@ -73,13 +73,15 @@ fn even_chunks(n: usize, max_rows: usize) -> Vec<usize> {
         .collect()
 }
 
-/// A row's placeholder tuple: `shape` uses `?1`, `?2`, … for the row's own binds, e.g.
-/// `(?1, ?2, 0, ?3)`, renumbered to `$n` after `offset` earlier binds.
-fn row_placeholders(shape: &str, offset: usize) -> String {
-    let mut out = String::with_capacity(shape.len() + 8);
-    let mut chars = shape.chars().peekable();
+/// Placeholders renumbered for PostgreSQL: `?n` (the `*_ROWS` shapes and heads, written so
+/// SQLite's writer can bind the same texts) and `$n` (statements already built here) both
+/// become `$(n + by)`. E.g. `(?1, ?2, 0, ?3)` after 3 earlier binds is `($4, $5, 0, $6)`.
+/// Only for the statements built here: their texts have no `?` or `$` outside placeholders.
+fn renumber_placeholders(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut chars = sql.chars().peekable();
     while let Some(c) = chars.next() {
-        if c != '?' {
+        if c != '?' && c != '$' {
             out.push(c);
             continue;
         }
@@ -88,9 +90,13 @@ fn row_placeholders(shape: &str, offset: usize) -> String {
             digits.push(*d);
             chars.next();
         }
-        let n: usize = digits.parse().unwrap_or(1);
-        out.push('$');
-        out.push_str(&(offset + n).to_string());
+        match digits.parse::<usize>() {
+            Ok(n) => {
+                out.push('$');
+                out.push_str(&(n + by).to_string());
+            }
+            Err(_) => out.push(c),
+        }
     }
     out
 }
@@ -112,7 +118,7 @@ fn chunk_statements(
     for size in sizes {
         let chunk: Vec<Vec<Bind>> = rows.by_ref().take(size).collect();
         let mut sql = String::with_capacity(head.len() + tail.len() + size * (shape.len() + 8));
-        sql.push_str(&row_placeholders(head, 0));
+        sql.push_str(&renumber_placeholders(head, 0));
         let mut offset = lead.len();
         for (i, row) in chunk.iter().enumerate() {
             if i > 0 {
@@ -120,7 +126,7 @@ fn chunk_statements(
             } else {
                 sql.push(' ');
             }
-            sql.push_str(&row_placeholders(shape, offset));
+            sql.push_str(&renumber_placeholders(shape, offset));
             offset += row.len();
         }
         sql.push(' ');
@@ -267,7 +273,7 @@ fn with_clauses(statements: &[Statement]) -> String {
             sql.push_str(", ");
         }
         sql.push_str(&format!("w{i} AS ("));
-        sql.push_str(&shift_placeholders(&statement.sql, offset));
+        sql.push_str(&renumber_placeholders(&statement.sql, offset));
         sql.push(')');
         offset += statement.binds.len();
     }
@@ -297,29 +303,6 @@ async fn run_statements(
         returned.extend(query.fetch_all(&mut *conn).await?);
     }
     Ok(returned)
-}
-
-/// `$n` placeholders of a PostgreSQL statement renumbered as `$(n + by)`. Only for the
-/// statements built here: their texts have no `$` outside placeholders.
-fn shift_placeholders(sql: &str, by: usize) -> String {
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        out.push(c);
-        if c != '$' {
-            continue;
-        }
-        let mut digits = String::new();
-        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
-            digits.push(*d);
-            chars.next();
-        }
-        match digits.parse::<usize>() {
-            Ok(n) => out.push_str(&(n + by).to_string()),
-            Err(_) => out.push_str(&digits),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -374,10 +357,10 @@ mod tests {
     #[test]
     fn placeholders_shift_for_a_combined_statement() {
         assert_eq!(
-            shift_placeholders("INSERT INTO t VALUES ($1, $2), ($3, 0)", 10),
+            renumber_placeholders("INSERT INTO t VALUES ($1, $2), ($3, 0)", 10),
             "INSERT INTO t VALUES ($11, $12), ($13, 0)"
         );
-        assert_eq!(shift_placeholders("SELECT 1", 5), "SELECT 1");
+        assert_eq!(renumber_placeholders("SELECT 1", 5), "SELECT 1");
     }
 
     #[test]
@@ -395,8 +378,14 @@ mod tests {
 
     #[test]
     fn placeholders_are_renumbered_per_row() {
-        assert_eq!(row_placeholders("(?1, ?2, 0, ?3)", 0), "($1, $2, 0, $3)");
-        assert_eq!(row_placeholders("(?1, ?2, 0, ?3)", 3), "($4, $5, 0, $6)");
-        assert_eq!(row_placeholders("(?1, ?10)", 10), "($11, $20)");
+        assert_eq!(
+            renumber_placeholders("(?1, ?2, 0, ?3)", 0),
+            "($1, $2, 0, $3)"
+        );
+        assert_eq!(
+            renumber_placeholders("(?1, ?2, 0, ?3)", 3),
+            "($4, $5, 0, $6)"
+        );
+        assert_eq!(renumber_placeholders("(?1, ?10)", 10), "($11, $20)");
     }
 }
