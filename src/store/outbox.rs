@@ -8,6 +8,7 @@
 //! rescheduling with a delay, backlog stats.
 //! Must not: talk to the broker or interpret message bodies.
 
+use super::rows::placeholder_list;
 use super::{now_millis, Store, StoreError};
 use sqlx::Row;
 use std::collections::HashMap;
@@ -87,11 +88,10 @@ async fn mark_sent(
 ) -> Result<u64, StoreError> {
     let mut updated = 0;
     for chunk in ids.chunks(200) {
-        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
         let sql = format!(
             "UPDATE outbox SET sent_at = $1, lease_owner = NULL, lease_until = NULL, \
              attempts = attempts + 1 WHERE lease_owner = $2 AND id IN ({})",
-            placeholders.join(", ")
+            placeholder_list(3, chunk.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now)
@@ -344,10 +344,9 @@ impl Store {
         let ids: Vec<&str> = ids.collect();
         let mut bodies = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(200) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT id, body FROM outbox_bodies WHERE id IN ({})",
-                placeholders.join(", ")
+                placeholder_list(1, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in chunk {

@@ -73,6 +73,20 @@ fn even_chunks(n: usize, max_rows: usize) -> Vec<usize> {
         .collect()
 }
 
+/// `$first, $first+1, …`: `count` placeholders for an `IN (…)` list whose binds follow
+/// `first - 1` others.
+pub(super) fn placeholder_list(first: usize, count: usize) -> String {
+    let mut out = String::with_capacity(count * 5);
+    for n in first..first + count {
+        if n > first {
+            out.push_str(", ");
+        }
+        out.push('$');
+        out.push_str(&n.to_string());
+    }
+    out
+}
+
 /// Placeholders renumbered for PostgreSQL: `?n` (the `*_ROWS` shapes and heads, written so
 /// SQLite's writer can bind the same texts) and `$n` (statements already built here) both
 /// become `$(n + by)`. E.g. `(?1, ?2, 0, ?3)` after 3 earlier binds is `($4, $5, 0, $6)`.
@@ -374,6 +388,13 @@ mod tests {
             }
         }
         assert_eq!(even_chunks(10, 4), vec![4, 3, 3]);
+    }
+
+    #[test]
+    fn in_lists_number_their_placeholders_after_the_others() {
+        assert_eq!(placeholder_list(3, 3), "$3, $4, $5");
+        assert_eq!(placeholder_list(1, 1), "$1");
+        assert_eq!(placeholder_list(1, 0), "");
     }
 
     #[test]
