@@ -113,7 +113,9 @@ pub(super) struct OutboxClaim {
     pub lease_ms: i64,
 }
 
-/// What the writer answers a claim with: the leased rows (bodies empty) and their `seq`.
+/// What the writer answers a claim with: the leased rows and their `seq`. On PostgreSQL the
+/// lease reads the bodies too; on SQLite a body is left empty, to be read after the lease
+/// commits, off the writer's thread (`Store::mark_sent_and_claim`).
 pub(super) type ClaimReply =
     tokio::sync::oneshot::Sender<Result<Vec<(i64, OutboxRow)>, StoreError>>;
 
@@ -158,8 +160,8 @@ impl LeasedColumns {
         })
     }
 
-    /// The row (its body still empty: bodies are read after the lease) with its `seq`.
-    fn leased(self) -> (i64, OutboxRow) {
+    /// The row, with `body` (empty when the lease did not read it), and its `seq`.
+    fn leased(self, body: String) -> (i64, OutboxRow) {
         (
             self.seq,
             OutboxRow {
@@ -170,7 +172,7 @@ impl LeasedColumns {
                     message_type: self.message_type,
                     content_type: self.content_type,
                     profile: self.profile,
-                    body: String::new(),
+                    body,
                     correlation_id: self.correlation_id,
                     traceparent: self.traceparent,
                     tracestate: self.tracestate,
@@ -192,11 +194,14 @@ pub(super) async fn mark_sent_and_lease(
     let now = now_millis();
     pin_claim_plan(conn).await?;
     mark_sent(conn, &claim.sent, &claim.owner, now).await?;
+    // The bodies come with the lease: reading them afterwards was a pool connection (and its
+    // ping) and a round trip more for every relay batch.
     let sql = format!(
-        "UPDATE outbox SET lease_owner = $1, lease_until = $2 WHERE seq IN (\
+        "WITH leased AS (UPDATE outbox SET lease_owner = $1, lease_until = $2 WHERE seq IN (\
            SELECT seq FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= $3 \
            AND (lease_until IS NULL OR lease_until < $3) ORDER BY seq LIMIT {} \
-           FOR UPDATE SKIP LOCKED) RETURNING {LEASED_COLUMNS}",
+           FOR UPDATE SKIP LOCKED) RETURNING {LEASED_COLUMNS}) \
+         SELECT leased.*, b.body FROM leased LEFT JOIN outbox_bodies b ON b.id = leased.id",
         claim.limit
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -206,7 +211,10 @@ pub(super) async fn mark_sent_and_lease(
         .fetch_all(&mut *conn)
         .await?;
     rows.iter()
-        .map(|row| Ok(LeasedColumns::from_row(row)?.leased()))
+        .map(|row| {
+            let body: Option<String> = row.try_get(12)?;
+            Ok(LeasedColumns::from_row(row)?.leased(body.unwrap_or_default()))
+        })
         .collect()
 }
 
@@ -262,7 +270,7 @@ pub(super) fn mark_sent_and_lease_on(
         let columns: LeasedColumns = serde_json::from_str(&text)
             .map_err(|_| StoreError::Corrupt("leased outbox row".into()))?;
         lease.execute((&claim.owner, now + claim.lease_ms, columns.seq))?;
-        leased.push(columns.leased());
+        leased.push(columns.leased(String::new()));
     }
     Ok(leased)
 }
@@ -309,15 +317,26 @@ impl Store {
             // Only the writer's own handle has no claim queue, and it never claims.
             None => return Err(StoreError::WriterStopped),
         };
-        // The bodies, read after the lease is committed (a leased row is ours; its body
-        // never changes).
-        let mut bodies = self
-            .outbox_bodies(claimed.iter().map(|(_, row)| row.message.id.as_str()))
-            .await?;
-        for (_, row) in &mut claimed {
-            row.message.body = bodies.remove(&row.message.id).ok_or_else(|| {
-                StoreError::Corrupt(format!("outbox message {} has no body", row.message.id))
-            })?;
+        // Bodies the lease did not read (SQLite's, kept off its one writer thread), read
+        // after the lease is committed (a leased row is ours; its body never changes). A
+        // message body is never empty: an empty one here was not read yet.
+        let unread: Vec<&str> = claimed
+            .iter()
+            .filter(|(_, row)| row.message.body.is_empty())
+            .map(|(_, row)| row.message.id.as_str())
+            .collect();
+        if !unread.is_empty() {
+            let mut bodies = self.outbox_bodies(unread.into_iter()).await?;
+            for (_, row) in &mut claimed {
+                if row.message.body.is_empty() {
+                    row.message.body = bodies.remove(&row.message.id).ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "outbox message {} has no body",
+                            row.message.id
+                        ))
+                    })?;
+                }
+            }
         }
         // RETURNING order is unspecified; publish in write order.
         claimed.sort_by_key(|(seq, _)| *seq);
