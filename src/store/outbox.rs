@@ -318,8 +318,8 @@ impl Store {
             None => return Err(StoreError::WriterStopped),
         };
         // Bodies the lease did not read (SQLite's, kept off its one writer thread), read
-        // after the lease is committed (a leased row is ours; its body never changes). A
-        // message body is never empty: an empty one here was not read yet.
+        // after the lease is committed (a leased row is ours; its body never changes). An
+        // empty body is taken as not read yet; a body stored empty is read again, still empty.
         let unread: Vec<&str> = claimed
             .iter()
             .filter(|(_, row)| row.message.body.is_empty())
