@@ -326,7 +326,7 @@ impl Store {
             .map(|(_, row)| row.message.id.as_str())
             .collect();
         if !unread.is_empty() {
-            let mut bodies = self.outbox_bodies(unread.into_iter()).await?;
+            let mut bodies = self.outbox_bodies(&unread).await?;
             for (_, row) in &mut claimed {
                 if row.message.body.is_empty() {
                     row.message.body = bodies.remove(&row.message.id).ok_or_else(|| {
@@ -356,11 +356,7 @@ impl Store {
     }
 
     /// The bodies of outbox messages, by id.
-    async fn outbox_bodies<'a>(
-        &self,
-        ids: impl Iterator<Item = &'a str>,
-    ) -> Result<HashMap<String, String>, StoreError> {
-        let ids: Vec<&str> = ids.collect();
+    async fn outbox_bodies(&self, ids: &[&str]) -> Result<HashMap<String, String>, StoreError> {
         let mut bodies = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(200) {
             let sql = format!(

@@ -4,6 +4,8 @@
 //! PostgreSQL's batch writer (`batch_write`), running one statement template over many rows
 //! and sending several such statements as one (`StatementBatch`). SQLite's writer binds
 //! rows one by one on its own connection (`sqlite_writer`) and uses only `Bind` from here.
+//! Also `placeholder_list`, the `$n` list of an `IN (…)` that sqlx statements on either
+//! backend use (`outbox`).
 //! Must not: know any table; callers give the statement head and row shape.
 
 use super::StoreError;
