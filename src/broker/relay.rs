@@ -2,8 +2,8 @@
 //! confirms, and marks them sent only after the broker acks.
 //!
 //! Owns: the connection lifecycle (connect, declare topology, confirm mode,
-//! reconnect with exponential backoff), the publish loop (a batch is published
-//! back-to-back, then its confirms are awaited), retry scheduling of nacked or
+//! reconnect with exponential backoff), the publish loop (a batch's frames are all
+//! queued for lapin's I/O loop in row order, then the writes and confirms are awaited), retry scheduling of nacked or
 //! returned messages, releasing leases on disconnect, and draining on shutdown.
 //! Must not: build or change message bodies.
 
@@ -14,13 +14,23 @@ use crate::store::{OutboxRow, Store};
 use crate::telemetry::{metrics, propagation, spans};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, PublisherConfirm};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
+
+/// A message handed to lapin: its frames written (the confirm to wait for), or still
+/// being written.
+enum Queued<'a> {
+    Written(PublisherConfirm),
+    Writing(Pin<Box<dyn Future<Output = lapin::Result<PublisherConfirm>> + Send + 'a>>),
+}
 
 /// How long a shutdown keeps publishing what is due.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
@@ -239,31 +249,45 @@ impl Relay {
                 propagation::set_remote_parent(&span, tp, m.tracestate.as_deref());
             }
             let started = Instant::now();
-            let published = channel
-                .basic_publish(
-                    exchange_name,
-                    key,
-                    BasicPublishOptions {
-                        mandatory: true,
-                        immediate: false,
-                    },
-                    m.body.as_bytes(),
-                    properties(row, &span),
-                )
-                .instrument(span.clone())
-                .await;
-            match published {
-                Ok(confirm) => pending.push((row, confirm, span, started)),
-                Err(err) => {
+            let mut publish = Box::pin(
+                channel
+                    .basic_publish(
+                        exchange_name,
+                        key,
+                        BasicPublishOptions {
+                            mandatory: true,
+                            immediate: false,
+                        },
+                        m.body.as_bytes(),
+                        properties(row, &span),
+                    )
+                    .instrument(span.clone()),
+            );
+            // One poll takes the message's delivery tag and queues its frames for lapin's
+            // I/O loop, in row order; waiting for each write before queueing the next would
+            // cost two thread hand-offs per message. The writes are awaited below.
+            let first = std::future::poll_fn(|cx| Poll::Ready(publish.as_mut().poll(cx))).await;
+            let queued = match first {
+                Poll::Ready(Err(err)) => {
                     spans::record_publish_outcome(&span, "failed");
                     failure = Some(err.into());
                     break;
                 }
-            }
+                Poll::Ready(Ok(confirm)) => Queued::Written(confirm),
+                Poll::Pending => Queued::Writing(publish),
+            };
+            pending.push((row, queued, span, started));
         }
         let mut sent = Vec::with_capacity(pending.len());
-        for (row, confirm, span, started) in pending {
-            let confirmed = confirm.instrument(span.clone()).await;
+        for (row, queued, span, started) in pending {
+            let confirm = match queued {
+                Queued::Written(confirm) => Ok(confirm),
+                Queued::Writing(publish) => publish.await,
+            };
+            let confirmed = match confirm {
+                Ok(confirm) => confirm.instrument(span.clone()).await,
+                Err(err) => Err(err),
+            };
             let outcome = match confirmed {
                 Ok(Confirmation::Ack(None)) => {
                     metrics::publish_confirmed(started.elapsed().as_secs_f64());
