@@ -1,13 +1,21 @@
 //! End-to-end intake benchmark (not a test).
 //!
-//! `cargo run --release --example intake_bench -- [sqlite|postgres] [referrals] [clients]`
+//! `cargo run --release --example intake_bench -- [sqlite|postgres] [referrals] [clients] [confirmed|consumed]`
 //!
-//! Measures referrals/s from the first POST until the last referral is in its
-//! provider queue (publisher-confirmed and consumed), p50/p99 POST latency, and —
+//! Measures referrals/s from the first POST until the last referral is in its provider
+//! queue, p50/p99 POST latency, and —
 //! in the same run — the physical limit: a plain lapin publisher with pipelined
 //! confirms sending the same message bodies to a quorum queue. Prints both and
 //! the ratio; and the HTTP ceiling, a plain hyper service answering the same POSTs from the
-//! same clients. Needs RabbitMQ (SPBRIDGE_TEST_AMQP_URL) and, for postgres,
+//! same clients.
+//!
+//! When the clock stops: `confirmed` (the default, as the issue defines it: POST → 201, then
+//! confirmed in queue) stops it when the provider queue holds every referral, polled with a
+//! passive declare, and only then reads the queue; `consumed` has a consumer reading the
+//! queue while the POSTs run and stops the clock at the last delivery, so RabbitMQ's
+//! deliveries and the consumer's work fall inside the measured window (the baseline has
+//! neither). In both modes every referral must be read back exactly once (distinct
+//! `message_id`s), or the bench fails. Needs RabbitMQ (SPBRIDGE_TEST_AMQP_URL) and, for postgres,
 //! SPBRIDGE_TEST_POSTGRES_URL. Removes its queues, exchanges and schema.
 
 /// The allocator `spbridge` itself uses, so the figures match the binary.
@@ -63,6 +71,8 @@ struct CpuSample {
     machine_idle: f64,
     machine_iowait: f64,
     machine_steal: f64,
+    /// Context switches of all this process's threads (voluntary and not).
+    switches: f64,
 }
 
 impl CpuSample {
@@ -87,7 +97,21 @@ impl CpuSample {
             .collect();
         let at = |v: &Vec<f64>, i: usize| v.get(i).copied().unwrap_or(0.0) * tick_ms;
         // /proc/stat cpu: user nice system idle iowait irq softirq steal …
+        let switches = std::fs::read_dir("/proc/self/task")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+            .flat_map(|status| {
+                status
+                    .lines()
+                    .filter(|l| l.contains("ctxt_switches:"))
+                    .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .sum();
         CpuSample {
+            switches,
             user: at(&own, 11),
             system: at(&own, 12),
             machine_busy: at(&cpu, 0) + at(&cpu, 1) + at(&cpu, 2) + at(&cpu, 5) + at(&cpu, 6),
@@ -105,6 +129,7 @@ impl CpuSample {
             machine_idle: self.machine_idle - before.machine_idle,
             machine_iowait: self.machine_iowait - before.machine_iowait,
             machine_steal: self.machine_steal - before.machine_steal,
+            switches: self.switches - before.switches,
         }
     }
 
@@ -148,6 +173,11 @@ async fn bench() {
     let backend = args.get(1).cloned().unwrap_or_else(|| "sqlite".into());
     let total: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(2000);
     let clients: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(32);
+    let consume_live = match args.get(4).map(String::as_str) {
+        None | Some("confirmed") => false,
+        Some("consumed") => true,
+        Some(other) => panic!("unknown mode {other}: confirmed or consumed"),
+    };
     let amqp = env(
         "SPBRIDGE_TEST_AMQP_URL",
         "amqp://guest:guest@127.0.0.1:5672/%2f",
@@ -192,18 +222,25 @@ async fn bench() {
         .await
         .expect("amqp");
     let consume_channel = connection.create_channel().await.expect("channel");
-    let mut consumer = consume_channel
-        .basic_consume(
-            queue.as_str().into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let consume = || async {
+        consume_channel
+            .basic_consume(
+                queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume")
+    };
+    let mut consumer = if consume_live {
+        Some(consume().await)
+    } else {
+        None
+    };
 
     // End to end: POST → 201, then in the provider queue.
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
@@ -215,19 +252,57 @@ async fn bench() {
     let started = Instant::now();
     let mut latencies = post_all(&client, &base, &bodies, clients).await;
     let posted = started.elapsed();
-    let mut received = 0;
+    let mut message_ids = std::collections::HashSet::new();
     let mut message_size = 0;
-    while received < total {
-        match tokio::time::timeout(Duration::from_secs(60), consumer.next()).await {
-            Ok(Some(Ok(delivery))) => {
-                message_size = message_size.max(delivery.data.len());
-                received += 1;
+    let end_to_end = if let Some(consumer) = consumer.as_mut() {
+        while message_ids.len() < total {
+            let Some(delivery) = read_back(consumer).await else {
+                break;
+            };
+            message_size = message_size.max(delivery.data.len());
+            let id = delivery.properties.message_id().clone();
+            assert!(message_ids.insert(id), "a referral was delivered twice");
+        }
+        started.elapsed()
+    } else {
+        // Confirmed in queue: the provider queue's depth, asked of the broker.
+        let depth_channel = connection.create_channel().await.expect("channel");
+        let waited_from = Instant::now();
+        loop {
+            let depth = depth_channel
+                .queue_declare(
+                    queue.as_str().into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .expect("passive declare")
+                .message_count() as usize;
+            if depth >= total || waited_from.elapsed() > Duration::from_secs(60) {
+                break;
             }
-            _ => break,
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        started.elapsed()
+    };
+    let cpu = CpuSample::now().since(&cpu_before);
+    if consumer.is_none() {
+        // Outside the clock: every referral read back from the queue.
+        let mut consumer = consume().await;
+        while message_ids.len() < total {
+            let Some(delivery) = read_back(&mut consumer).await else {
+                break;
+            };
+            message_size = message_size.max(delivery.data.len());
+            let id = delivery.properties.message_id().clone();
+            assert!(message_ids.insert(id), "a referral was delivered twice");
         }
     }
-    let end_to_end = started.elapsed();
-    let cpu = CpuSample::now().since(&cpu_before);
+    let received = message_ids.len();
+    assert_eq!(received, total, "referrals missing from the provider queue");
     latencies.sort();
     // The baseline sends bodies as large as the provider messages were.
     let sample_body = vec![b'x'; message_size.max(1)];
@@ -294,9 +369,14 @@ async fn bench() {
 
     let rate = received as f64 / end_to_end.as_secs_f64();
     let baseline_rate = total as f64 / baseline.as_secs_f64();
-    println!("backend={backend} referrals={total} clients={clients}");
+    let mode = if consume_live {
+        "consumed (a consumer reads the queue inside the window)"
+    } else {
+        "confirmed (clock stops when the queue holds every referral)"
+    };
+    println!("backend={backend} referrals={total} clients={clients} mode={mode}");
     println!(
-        "intake: {received} delivered, {:.0} referrals/s end to end (POSTs done in {:.2}s), p50={:.1}ms p99={:.1}ms",
+        "intake: {received} delivered exactly once, {:.0} referrals/s end to end (POSTs done in {:.2}s), p50={:.1}ms p99={:.1}ms",
         rate,
         posted.as_secs_f64(),
         percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
@@ -304,10 +384,12 @@ async fn bench() {
     );
     println!(
         "cpu during intake: this process (spbridge + bench clients) {:.2} ms per referral \
-         (user {:.2} + system {:.2}); machine {:.0}% busy, {:.0}% idle, {:.0}% iowait, {:.0}% steal",
+         (user {:.2} + system {:.2}), {:.1} context switches per referral; \
+         machine {:.0}% busy, {:.0}% idle, {:.0}% iowait, {:.0}% steal",
         (cpu.user + cpu.system) / received.max(1) as f64,
         cpu.user / received.max(1) as f64,
         cpu.system / received.max(1) as f64,
+        cpu.switches / received.max(1) as f64,
         cpu.machine_share(cpu.machine_busy),
         cpu.machine_share(cpu.machine_idle),
         cpu.machine_share(cpu.machine_iowait),
@@ -349,6 +431,14 @@ async fn bench() {
             .execute(&mut conn)
             .await;
         }
+    }
+}
+
+/// The queue's next message, or `None` when none comes within a minute.
+async fn read_back(consumer: &mut lapin::Consumer) -> Option<lapin::message::Delivery> {
+    match tokio::time::timeout(Duration::from_secs(60), consumer.next()).await {
+        Ok(Some(Ok(delivery))) => Some(delivery),
+        _ => None,
     }
 }
 
