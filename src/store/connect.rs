@@ -149,6 +149,7 @@ impl Store {
             writer: None,
             claims: None,
             checkpoint_pool: checkpoint_pool.clone(),
+            sqlite_readers: None,
             writer_counters: Default::default(),
             sqlite_writers: Default::default(),
             sqlite_commits: Default::default(),
@@ -167,6 +168,14 @@ impl Store {
             Some(path) => Some(super::sqlite_writer::SqliteWriter::open(path)?),
             None => None,
         };
+        // SQLite: reads by key run inline on read-only connections (`sqlite_readers`); one
+        // per runtime thread that may read at once, and a spare.
+        if let Some(path) = &sqlite_file {
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let readers =
+                super::sqlite_readers::SqliteReaders::open(path, threads.clamp(2, 8) + 1)?;
+            store.sqlite_readers = Some(Arc::new(readers));
+        }
         let (writer, claims) = super::group_commit::spawn_writer(store.clone(), own_connection);
         store.writer = Some(writer);
         // Relays claim inside the writer's next batch: on SQLite that saves a write turn,

@@ -28,6 +28,7 @@ mod replay;
 mod resources;
 mod rows;
 mod search_index;
+mod sqlite_readers;
 mod sqlite_writer;
 
 use serde_json::Value;
@@ -111,6 +112,8 @@ pub struct Store {
     write_pool: sqlx::AnyPool,
     /// SQLite: the background WAL checkpointer's connection (`checkpoint`).
     checkpoint_pool: Option<sqlx::AnyPool>,
+    /// SQLite: read-only connections for reads by key, used inline (`sqlite_readers`).
+    sqlite_readers: Option<Arc<sqlite_readers::SqliteReaders>>,
     backend: Backend,
     /// Queue of the writer task that group-commits `WriteUnit`s (`None` on the
     /// writer's own handle, which commits directly).

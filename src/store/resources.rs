@@ -268,6 +268,9 @@ impl Store {
         resource_type: &str,
         id: &str,
     ) -> Result<Option<StoredResource>, StoreError> {
+        if let Some(found) = self.read_inline(&[(resource_type, id)]) {
+            return found.map(|mut found| found.pop());
+        }
         let row = sqlx::query(AssertSqlSafe(format!(
             "{SELECT_CURRENT} WHERE r.resource_type = $1 AND r.id = $2"
         )))
@@ -287,6 +290,11 @@ impl Store {
     ) -> Result<Vec<StoredResource>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
+        }
+        let by_key: Vec<(&str, &str)> =
+            keys.iter().map(|(t, i)| (t.as_str(), i.as_str())).collect();
+        if let Some(found) = self.read_inline(&by_key) {
+            return found;
         }
         let mut found = Vec::with_capacity(keys.len());
         // A few keys per statement (a referral names two or three).
@@ -310,6 +318,16 @@ impl Store {
             }
         }
         Ok(found)
+    }
+
+    /// SQLite: the read on one of the read-only connections, inline, without sqlx's
+    /// worker thread (`sqlite_readers`); `None` on PostgreSQL, or when that cannot answer
+    /// without waiting.
+    fn read_inline(
+        &self,
+        keys: &[(&str, &str)],
+    ) -> Option<Result<Vec<StoredResource>, StoreError>> {
+        self.sqlite_readers.as_ref()?.read_many(keys)
     }
 
     /// One historical version.
