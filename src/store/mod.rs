@@ -14,7 +14,8 @@
 //! SQLite, and on PostgreSQL `FOR UPDATE SKIP LOCKED` when claiming outbox rows and the
 //! batch writer's multi-row statements sent as one (`rows`). On an SQLite file the
 //! group-commit writer's batches bypass sqlx: `sqlite_writer` runs the same statements
-//! through rusqlite on the writer's own connection.
+//! through rusqlite on the writer's own connection; reads by key bypass it too, on
+//! read-only connections used inline (`sqlite_readers`).
 
 mod audit;
 mod batch_write;
