@@ -181,5 +181,19 @@ mod tests {
         let many: Vec<(&str, &str)> = (0..=MAX_KEYS).map(|_| ("Patient", "p1")).collect();
         assert!(readers.read_many(&many).is_none());
         assert!(readers.read_many(&[("Patient", "p1")]).is_some());
+
+        // A database another connection holds exclusively answers busy at once: opening
+        // readers on it fails instead of waiting (busy timeout 0). (SQLite grants that lock
+        // only while no other connection has the database open, so the readers go first.)
+        drop(readers);
+        setup
+            .execute_batch("PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE;")
+            .expect("exclusive");
+        let refused = SqliteReaders::open(&path, 1);
+        assert!(matches!(
+            refused,
+            Err(StoreError::Sqlite(ref err)) if is_busy(err)
+        ));
+        setup.execute_batch("COMMIT;").expect("commit");
     }
 }
