@@ -13,7 +13,10 @@
 //! statement, each row, each a possible context switch on a 2-core machine that also runs
 //! the HTTP side, the writer and RabbitMQ. A key lookup here is a few B-tree steps (tens of
 //! microseconds), cheaper than the hand-offs it replaces. WAL readers do not wait for the
-//! writer; they see the last commit, as sqlx's connections do.
+//! writer; they see the last commit, as sqlx's connections do. Each read's statement is
+//! reset when its rows are dropped, so no reader keeps a snapshot open (an open snapshot
+//! would hold back the checkpointer). A read whose pages are not cached (after a start)
+//! holds its runtime thread for the disk read; `MAX_KEYS` bounds how much one read can ask.
 
 use super::{StoreError, StoredResource};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
