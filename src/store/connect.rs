@@ -138,6 +138,7 @@ impl Store {
             Backend::Sqlite => pool_of(1, true).connect_with(options.clone()).await?,
             Backend::Postgres => pool.clone(),
         };
+        let options_for_writer = options.clone();
         let checkpoint_pool = match backend {
             Backend::Sqlite => Some(pool_of(1, false).connect_with(options).await?),
             Backend::Postgres => None,
@@ -176,7 +177,14 @@ impl Store {
                 super::sqlite_readers::SqliteReaders::open(path, threads.clamp(2, 8) + 1)?;
             store.sqlite_readers = Some(Arc::new(readers));
         }
-        let (writer, claims) = super::group_commit::spawn_writer(store.clone(), own_connection);
+        // PostgreSQL: the writer connects a pool of its own on its own runtime, one
+        // connection per batch it may have in flight and one for a unit written alone.
+        let own_pool = (backend == Backend::Postgres).then(|| {
+            let lanes = super::group_commit::lanes(&store) as u32;
+            (pool_of(lanes + 1, true), options_for_writer)
+        });
+        let (writer, claims) =
+            super::group_commit::spawn_writer(store.clone(), own_connection, own_pool);
         store.writer = Some(writer);
         // Relays claim inside the writer's next batch: on SQLite that saves a write turn,
         // on PostgreSQL a transaction's BEGIN and COMMIT round trips (each claim is still

@@ -69,41 +69,65 @@ pub(super) struct CommitRequest {
 /// A relay's claim queued for the writer, with where to answer it.
 pub(super) type QueuedClaim = (OutboxClaim, ClaimReply);
 
+/// PostgreSQL: the pool the writer connects for itself, on its own runtime.
+pub(super) type WriterPool = (sqlx::any::AnyPoolOptions, sqlx::any::AnyConnectOptions);
+
 /// Start the writer task for `writer` (a store handle without a queue of its own) and
 /// return its queues: units to commit, and relay claims to run inside the next batch's
 /// transaction. The task ends when every unit sender is dropped.
 /// `own_connection`: SQLite's writer connection, on which batches are written without sqlx.
+/// `own_pool`: PostgreSQL's writer pool, connected on the writer's runtime.
+///
+/// The writer gets a thread and a runtime of its own on both backends. SQLite: with its own
+/// connection it writes each batch there synchronously (`sqlite_writer`), which would stall
+/// a runtime that also runs request tasks. PostgreSQL: a batch is a few round trips inside
+/// a transaction; on the shared runtime each answer woke the writer into a run queue behind
+/// the request tasks, and its connections' sockets were polled by that runtime's busy
+/// workers, so the server sat "idle in transaction" waiting for the next statement (2 of 3
+/// samples of `pg_stat_activity` in a saturated run). Its connections are therefore made
+/// on its own runtime too; if that fails, it uses the shared pool.
 pub(super) fn spawn_writer(
     writer: Store,
     own_connection: Option<SqliteWriter>,
+    own_pool: Option<WriterPool>,
 ) -> (mpsc::Sender<CommitRequest>, mpsc::Sender<QueuedClaim>) {
     let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
     let (claim_queue, claims) = mpsc::channel(64);
-    let work = run_writer(writer.clone(), own_connection, requests, claims);
-    if writer.backend == super::Backend::Sqlite {
-        // SQLite: the writer gets a thread and a runtime of its own. With its own connection
-        // it writes each batch there synchronously (`sqlite_writer`), which would stall a
-        // runtime that also runs request tasks. (It moved here first when every statement
-        // was a hand-off to sqlx's SQLite worker thread: on the shared runtime the writer,
-        // woken by each answer, waited in the run queue behind the request tasks.)
-        let thread = std::thread::Builder::new()
-            .name("spbridge-store-writer".into())
-            .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime.block_on(work),
-                    Err(err) => {
-                        tracing::error!(error = %err, "cannot start the store writer's runtime")
-                    }
+    let work = async move {
+        let mut writer = writer;
+        let mut connected = None;
+        if let Some((options, connect)) = own_pool {
+            match options.connect_with(connect).await {
+                Ok(pool) => {
+                    writer.pool = pool.clone();
+                    connected = Some(pool);
                 }
-            });
-        if let Err(err) = thread {
-            tracing::error!(error = %err, "cannot start the store writer's thread");
+                Err(err) => tracing::warn!(
+                    error = %err,
+                    "the store writer cannot connect a pool of its own; it shares the service's"
+                ),
+            }
         }
-    } else {
-        tokio::spawn(work);
+        run_writer(writer, own_connection, requests, claims).await;
+        if let Some(pool) = connected {
+            pool.close().await;
+        }
+    };
+    let thread = std::thread::Builder::new()
+        .name("spbridge-store-writer".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(work),
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot start the store writer's runtime")
+                }
+            }
+        });
+    if let Err(err) = thread {
+        tracing::error!(error = %err, "cannot start the store writer's thread");
     }
     (queue, claim_queue)
 }
@@ -114,7 +138,7 @@ pub(super) fn spawn_writer(
 /// transactions are safe there: several spbridge instances on one database already write
 /// concurrently. Batches in flight together never share a key or a resource (`busy`), so
 /// each unit's outcome is still the one it would have had alone at its place in the queue.
-fn lanes(writer: &Store) -> usize {
+pub(super) fn lanes(writer: &Store) -> usize {
     match writer.backend {
         super::Backend::Sqlite => 1,
         super::Backend::Postgres => 3,
