@@ -184,6 +184,53 @@ async fn single_resource_lands_once_postgres() {
     single_resource_lands_once(Db::Postgres).await;
 }
 
+/// The relay hands a batch's messages to lapin all at once (`broker/relay.rs`); they must
+/// still reach the queue in the order the referrals were accepted.
+async fn referrals_reach_the_queue_in_the_order_accepted(db: Db) {
+    let h = Harness::start(db).await;
+    let mut accepted = Vec::new();
+    for n in 0..40 {
+        let answer = h
+            .post(
+                "/ServiceRequest",
+                &single_referral(&format!("ORDER-{n:04}")),
+                &[("prefer", "return=minimal")],
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        let location = answer.header("location").expect("location").to_string();
+        let id = location
+            .split("/ServiceRequest/")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .expect("id in location")
+            .to_string();
+        accepted.push(id);
+    }
+    let messages = h.take(&h.queue("8kx42"), 40, WAIT, SETTLE).await;
+    let delivered: Vec<String> = messages
+        .iter()
+        .map(|(_, body)| {
+            entry_of(body, "ServiceRequest").expect("ServiceRequest entry")["id"]
+                .as_str()
+                .expect("id")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(delivered, accepted);
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referrals_reach_the_queue_in_the_order_accepted_sqlite() {
+    referrals_reach_the_queue_in_the_order_accepted(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referrals_reach_the_queue_in_the_order_accepted_postgres() {
+    referrals_reach_the_queue_in_the_order_accepted(Db::Postgres).await;
+}
+
 async fn transaction_bundle_lands_once(db: Db) {
     let h = Harness::start(db).await;
     let bundle = fixture("referral-transaction-bundle.json");
