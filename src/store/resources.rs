@@ -70,21 +70,37 @@ const SELECT_COLUMNS: &str = "resource_type, id, version_id, last_updated, conte
 
 /// The current versions: `resources` (`r`, which says which version is current) joined to
 /// that version's content; the same columns as `SELECT_COLUMNS`.
-const SELECT_CURRENT: &str = "SELECT r.resource_type, r.id, r.version_id, r.last_updated, \
+pub(super) const SELECT_CURRENT: &str =
+    "SELECT r.resource_type, r.id, r.version_id, r.last_updated, \
      h.content FROM resources r JOIN resource_history h ON h.resource_type = r.resource_type \
      AND h.id = r.id AND h.version_id = r.version_id";
 
 fn row_to_resource(row: &AnyRow) -> Result<StoredResource, StoreError> {
-    let resource_type: String = row.try_get(0)?;
-    let id: String = row.try_get(1)?;
-    let content: String = row.try_get(4)?;
-    let resource = serde_json::from_str(&content)
+    stored_resource(
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+        &row.try_get::<String, _>(4)?,
+    )
+}
+
+/// A stored version from its columns (`SELECT_COLUMNS`); content that is not JSON is
+/// reported as corrupt.
+pub(super) fn stored_resource(
+    resource_type: String,
+    id: String,
+    version_id: i64,
+    last_updated: i64,
+    content: &str,
+) -> Result<StoredResource, StoreError> {
+    let resource = serde_json::from_str(content)
         .map_err(|_| StoreError::Corrupt(format!("{resource_type}/{id}")))?;
     Ok(StoredResource {
         resource_type,
         id,
-        version_id: row.try_get(2)?,
-        last_updated: row.try_get(3)?,
+        version_id,
+        last_updated,
         resource,
     })
 }
@@ -291,10 +307,12 @@ impl Store {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let by_key: Vec<(&str, &str)> =
-            keys.iter().map(|(t, i)| (t.as_str(), i.as_str())).collect();
-        if let Some(found) = self.read_inline(&by_key) {
-            return found;
+        if self.sqlite_readers.is_some() {
+            let by_key: Vec<(&str, &str)> =
+                keys.iter().map(|(t, i)| (t.as_str(), i.as_str())).collect();
+            if let Some(found) = self.read_inline(&by_key) {
+                return found;
+            }
         }
         let mut found = Vec::with_capacity(keys.len());
         // A few keys per statement (a referral names two or three).

@@ -18,17 +18,12 @@
 //! would hold back the checkpointer). A read whose pages are not cached (after a start)
 //! holds its runtime thread for the disk read; `MAX_KEYS` bounds how much one read can ask.
 
+use super::resources::{stored_resource, SELECT_CURRENT};
 use super::{StoreError, StoredResource};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-
-/// The current version of each resource, by key; `{keys}` is `(r.resource_type = ? AND
-/// r.id = ?)` once per key, joined by `OR`. The columns of `resources::SELECT_CURRENT`.
-const SELECT_CURRENT: &str = "SELECT r.resource_type, r.id, r.version_id, r.last_updated, \
-     h.content FROM resources r JOIN resource_history h ON h.resource_type = r.resource_type \
-     AND h.id = r.id AND h.version_id = r.version_id WHERE ";
 
 /// Most keys read inline in one call; longer lists go through sqlx.
 const MAX_KEYS: usize = 16;
@@ -72,7 +67,7 @@ impl SqliteReaders {
             return None;
         }
         let conn = self.free_connection()?;
-        let mut sql = String::from(SELECT_CURRENT);
+        let mut sql = format!("{SELECT_CURRENT} WHERE ");
         for i in 0..keys.len() {
             if i > 0 {
                 sql.push_str(" OR ");
@@ -96,7 +91,19 @@ impl SqliteReaders {
             Ok(found)
         };
         match run() {
-            Ok(rows) => Some(rows.into_iter().map(Row::into_resource).collect()),
+            Ok(rows) => Some(
+                rows.into_iter()
+                    .map(|r| {
+                        stored_resource(
+                            r.resource_type,
+                            r.id,
+                            r.version_id,
+                            r.last_updated,
+                            &r.content,
+                        )
+                    })
+                    .collect(),
+            ),
             Err(err) if is_busy(&err) => None,
             Err(err) => Some(Err(err.into())),
         }
@@ -124,21 +131,6 @@ struct Row {
     version_id: i64,
     last_updated: i64,
     content: String,
-}
-
-impl Row {
-    /// The stored resource; content that is not JSON is reported as corrupt.
-    fn into_resource(self) -> Result<StoredResource, StoreError> {
-        let resource = serde_json::from_str(&self.content)
-            .map_err(|_| StoreError::Corrupt(format!("{}/{}", self.resource_type, self.id)))?;
-        Ok(StoredResource {
-            resource_type: self.resource_type,
-            id: self.id,
-            version_id: self.version_id,
-            last_updated: self.last_updated,
-            resource,
-        })
-    }
 }
 
 #[cfg(test)]
