@@ -12,11 +12,11 @@ use super::{long_text, short, BrokerError};
 use crate::config::BrokerConfig;
 use crate::store::{OutboxRow, Store};
 use crate::telemetry::{metrics, propagation, spans};
+use futures_util::future::{ready, Either};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Confirmation, Connection, PublisherConfirm};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
@@ -24,13 +24,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
-
-/// A message handed to lapin: its frames written (the confirm to wait for), or still
-/// being written.
-enum Queued<'a> {
-    Written(PublisherConfirm),
-    Writing(Pin<Box<dyn Future<Output = lapin::Result<PublisherConfirm>> + Send + 'a>>),
-}
 
 /// How long a shutdown keeps publishing what is due.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
@@ -273,18 +266,15 @@ impl Relay {
                     failure = Some(err.into());
                     break;
                 }
-                Poll::Ready(Ok(confirm)) => Queued::Written(confirm),
-                Poll::Pending => Queued::Writing(publish),
+                // Written already, or still being written: awaited alike below.
+                Poll::Ready(Ok(confirm)) => Either::Left(ready(Ok(confirm))),
+                Poll::Pending => Either::Right(publish),
             };
             pending.push((row, queued, span, started));
         }
         let mut sent = Vec::with_capacity(pending.len());
         for (row, queued, span, started) in pending {
-            let confirm = match queued {
-                Queued::Written(confirm) => Ok(confirm),
-                Queued::Writing(publish) => publish.await,
-            };
-            let confirmed = match confirm {
+            let confirmed = match queued.await {
                 Ok(confirm) => confirm.instrument(span.clone()).await,
                 Err(err) => Err(err),
             };
