@@ -24,6 +24,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use bytes::Bytes;
+use futures_util::future::{ready, Either};
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -103,12 +104,12 @@ impl CpuSample {
             .flatten()
             .flatten()
             .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
-            .flat_map(|status| {
+            .map(|status| {
                 status
                     .lines()
                     .filter(|l| l.contains("ctxt_switches:"))
                     .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-                    .collect::<Vec<_>>()
+                    .sum::<f64>()
             })
             .sum();
         CpuSample {
@@ -256,14 +257,7 @@ async fn bench() {
     let mut message_ids = std::collections::HashSet::new();
     let mut message_size = 0;
     let end_to_end = if let Some(consumer) = consumer.as_mut() {
-        while message_ids.len() < total {
-            let Some(delivery) = read_back(consumer).await else {
-                break;
-            };
-            message_size = message_size.max(delivery.data.len());
-            let id = delivery.properties.message_id().clone();
-            assert!(message_ids.insert(id), "a referral was delivered twice");
-        }
+        read_back(consumer, total, &mut message_ids, &mut message_size).await;
         started.elapsed()
     } else {
         // Confirmed in queue: the provider queue's depth, asked of the broker.
@@ -293,14 +287,7 @@ async fn bench() {
     if consumer.is_none() {
         // Outside the clock: every referral read back from the queue.
         let mut consumer = consume().await;
-        while message_ids.len() < total {
-            let Some(delivery) = read_back(&mut consumer).await else {
-                break;
-            };
-            message_size = message_size.max(delivery.data.len());
-            let id = delivery.properties.message_id().clone();
-            assert!(message_ids.insert(id), "a referral was delivered twice");
-        }
+        read_back(&mut consumer, total, &mut message_ids, &mut message_size).await;
     }
     let received = message_ids.len();
     assert_eq!(received, total, "referrals missing from the provider queue");
@@ -462,40 +449,48 @@ async fn publish_baseline(
                 body,
                 props,
             ));
+            sent += 1;
             if !queued {
-                confirms.push((None, Some(publish.await)));
-                sent += 1;
+                confirms.push(Either::Left(ready(publish.await)));
                 continue;
             }
             // As spbridge's relay publishes: one poll queues the frames for lapin's I/O
-            // loop (in order) without waiting for each write.
+            // loop (in order) without waiting for each write; written or not, each is
+            // awaited alike below.
             let first = std::future::poll_fn(|cx| {
                 std::task::Poll::Ready(std::future::Future::poll(publish.as_mut(), cx))
             })
             .await;
             confirms.push(match first {
-                std::task::Poll::Ready(written) => (None, Some(written)),
-                std::task::Poll::Pending => (Some(publish), None),
+                std::task::Poll::Ready(written) => Either::Left(ready(written)),
+                std::task::Poll::Pending => Either::Right(publish),
             });
-            sent += 1;
         }
-        for (writing, written) in confirms {
-            let confirm = match (writing, written) {
-                (_, Some(written)) => written,
-                (Some(writing), None) => writing.await,
-                (None, None) => unreachable!("a publish is either written or being written"),
-            };
-            confirm.expect("publish").await.expect("confirm");
+        for confirm in confirms {
+            confirm.await.expect("publish").await.expect("confirm");
         }
     }
     started.elapsed()
 }
 
-/// The queue's next message, or `None` when none comes within a minute.
-async fn read_back(consumer: &mut lapin::Consumer) -> Option<lapin::message::Delivery> {
-    match tokio::time::timeout(Duration::from_secs(60), consumer.next()).await {
-        Ok(Some(Ok(delivery))) => Some(delivery),
-        _ => None,
+/// Read the queue until `message_ids` holds `total` ids or no message comes for a minute,
+/// recording each message's id (a second delivery of one fails the bench) and the largest
+/// body.
+async fn read_back(
+    consumer: &mut lapin::Consumer,
+    total: usize,
+    message_ids: &mut std::collections::HashSet<Option<lapin::types::ShortString>>,
+    message_size: &mut usize,
+) {
+    while message_ids.len() < total {
+        let Ok(Some(Ok(delivery))) =
+            tokio::time::timeout(Duration::from_secs(60), consumer.next()).await
+        else {
+            return;
+        };
+        *message_size = (*message_size).max(delivery.data.len());
+        let id = delivery.properties.message_id().clone();
+        assert!(message_ids.insert(id), "a referral was delivered twice");
     }
 }
 
