@@ -16,7 +16,11 @@
 //! queue while the POSTs run and stops the clock at the last delivery, so RabbitMQ's
 //! deliveries and the consumer's work fall inside the measured window (the baseline has
 //! neither). In both modes every referral must be read back exactly once (distinct
-//! `message_id`s), or the bench fails. Needs RabbitMQ (SPBRIDGE_TEST_AMQP_URL) and, for postgres,
+//! `message_id`s), or the bench fails.
+//!
+//! It also prints where the machine's time went, per referral and per baseline message:
+//! this process, PostgreSQL's processes and RabbitMQ's, from `/proc`. When both runs keep
+//! the cores busy, the ratio cannot beat the inverse ratio of those two costs. Needs RabbitMQ (SPBRIDGE_TEST_AMQP_URL) and, for postgres,
 //! SPBRIDGE_TEST_POSTGRES_URL. Removes its queues, exchanges and schema.
 
 /// The allocator `spbridge` itself uses, so the figures match the binary.
@@ -75,6 +79,57 @@ struct CpuSample {
     machine_steal: f64,
     /// Context switches of all this process's threads (voluntary and not).
     switches: f64,
+    /// User + system milliseconds of the machine's PostgreSQL processes (`postgres`) and
+    /// of RabbitMQ (`beam.smp`), summed over the processes alive when sampled.
+    postgres: ProcessTimes,
+    rabbitmq: ProcessTimes,
+    /// In a `since` difference: the milliseconds those processes used in between.
+    postgres_ms: f64,
+    rabbitmq_ms: f64,
+}
+
+/// CPU milliseconds per process id, for processes of one command name.
+#[derive(Default)]
+struct ProcessTimes(std::collections::HashMap<u32, f64>);
+
+impl ProcessTimes {
+    /// Milliseconds used since `before`; a process that started in between counts whole,
+    /// one that ended in between is lost (the database's connections stay open through
+    /// the window measured, so little is).
+    fn since(&self, before: &ProcessTimes) -> f64 {
+        self.0
+            .iter()
+            .map(|(pid, ms)| ms - before.0.get(pid).copied().unwrap_or(0.0))
+            .sum()
+    }
+}
+
+/// Every process's command name and user + system milliseconds, from `/proc/<pid>/stat`.
+fn process_times(tick_ms: f64) -> Vec<(u32, String, f64)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_string();
+        let fields: Vec<f64> = stat[close + 1..]
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0.0))
+            .collect();
+        let at = |i: usize| fields.get(i).copied().unwrap_or(0.0) * tick_ms;
+        out.push((pid, name, at(11) + at(12)));
+    }
+    out
 }
 
 impl CpuSample {
@@ -112,8 +167,21 @@ impl CpuSample {
                     .sum::<f64>()
             })
             .sum();
+        let mut postgres = ProcessTimes::default();
+        let mut rabbitmq = ProcessTimes::default();
+        for (pid, name, ms) in process_times(tick_ms) {
+            match name.as_str() {
+                "postgres" => postgres.0.insert(pid, ms),
+                "beam.smp" => rabbitmq.0.insert(pid, ms),
+                _ => None,
+            };
+        }
         CpuSample {
             switches,
+            postgres,
+            rabbitmq,
+            postgres_ms: 0.0,
+            rabbitmq_ms: 0.0,
             user: at(&own, 11),
             system: at(&own, 12),
             machine_busy: at(&cpu, 0) + at(&cpu, 1) + at(&cpu, 2) + at(&cpu, 5) + at(&cpu, 6),
@@ -132,7 +200,15 @@ impl CpuSample {
             machine_iowait: self.machine_iowait - before.machine_iowait,
             machine_steal: self.machine_steal - before.machine_steal,
             switches: self.switches - before.switches,
+            postgres_ms: self.postgres.since(&before.postgres),
+            rabbitmq_ms: self.rabbitmq.since(&before.rabbitmq),
+            ..CpuSample::default()
         }
+    }
+
+    /// Milliseconds of a `since` difference, per item (referral or message).
+    fn per(&self, part: f64, items: usize) -> f64 {
+        part / items.max(1) as f64
     }
 
     fn machine_share(&self, part: f64) -> f64 {
@@ -323,7 +399,9 @@ async fn bench() {
     let _ = channel
         .queue_purge(baseline_queue.as_str().into(), Default::default())
         .await;
+    let baseline_cpu_before = CpuSample::now();
     let baseline = publish_baseline(&channel, &baseline_queue, total, &sample_body, true).await;
+    let baseline_cpu = CpuSample::now().since(&baseline_cpu_before);
 
     // HTTP ceiling: the same clients and bodies against a plain hyper service.
     let echo_base = echo_service().await;
@@ -370,6 +448,30 @@ async fn bench() {
         cpu.machine_share(cpu.machine_idle),
         cpu.machine_share(cpu.machine_iowait),
         cpu.machine_share(cpu.machine_steal),
+    );
+    // Where the machine's time went, per referral and per baseline message: when both
+    // runs keep the cores busy, the ratio can be no better than the inverse ratio of these.
+    let machine_per_referral = cpu.per(cpu.machine_busy, received);
+    let machine_per_message = baseline_cpu.per(baseline_cpu.machine_busy, total);
+    println!(
+        "machine time per referral: {:.3} ms busy (this process {:.3}, postgres {:.3}, \
+         rabbitmq {:.3}, the rest {:.3}); per baseline message: {:.3} ms (this process {:.3}, \
+         rabbitmq {:.3}); cores busy: intake {:.2}, baseline {:.2}; \
+         ratio of the two costs (message / referral): {:.2}",
+        machine_per_referral,
+        cpu.per(cpu.user + cpu.system, received),
+        cpu.per(cpu.postgres_ms, received),
+        cpu.per(cpu.rabbitmq_ms, received),
+        cpu.per(
+            cpu.machine_busy - cpu.user - cpu.system - cpu.postgres_ms - cpu.rabbitmq_ms,
+            received
+        ),
+        machine_per_message,
+        baseline_cpu.per(baseline_cpu.user + baseline_cpu.system, total),
+        baseline_cpu.per(baseline_cpu.rabbitmq_ms, total),
+        cpu.machine_busy / end_to_end.as_secs_f64() / 1000.0,
+        baseline_cpu.machine_busy / baseline.as_secs_f64() / 1000.0,
+        machine_per_message / machine_per_referral.max(f64::MIN_POSITIVE),
     );
     println!(
         "baseline: {baseline_rate:.0} msgs/s (plain lapin, pipelined confirms, quorum queue, \
