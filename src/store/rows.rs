@@ -52,9 +52,17 @@ impl rusqlite::ToSql for Bind {
     }
 }
 
-/// Statements of at most this many rows stay prepared (their texts come again: a relay's
-/// handful of ids, one Task update).
+/// Inserts of at most this many rows stay prepared (their texts come again: one Task
+/// update). Statements that read (`SELECT`, `UPDATE`/`DELETE … WHERE`) are never kept:
+/// PostgreSQL may settle on a generic plan for a kept statement, and one made while a
+/// table was small can keep a sequential scan as the table grows (measured with the
+/// batch's version lookups and key claims kept: 3–6 ms per call instead of 0.06; until an
+/// ANALYZE, which this machine's disabled autovacuum never ran, it stays).
 const KEEP_PREPARED_ROWS: usize = 4;
+
+/// Combined writes (`run_writes`) of at most this many binds stay prepared: a group commit
+/// of up to ≈ 25 referrals.
+const KEEP_PREPARED_BINDS: usize = 2_000;
 
 /// One statement with its binds, and whether to keep it prepared.
 struct Statement {
@@ -152,7 +160,7 @@ fn chunk_statements(
             .cloned()
             .chain(chunk.into_iter().flatten())
             .collect();
-        let keep = size <= KEEP_PREPARED_ROWS;
+        let keep = size <= KEEP_PREPARED_ROWS && cannot_scan(head);
         statements.push(Statement { sql, binds, keep });
     }
     statements
@@ -238,9 +246,10 @@ impl StatementBatch {
             run_statements(statements, conn).await?;
             return Ok(());
         }
+        let keep = keep_combined(&statements);
         let mut sql = with_clauses(&statements);
         sql.push_str(" SELECT 1");
-        with_binds(sql, false, statements)
+        with_binds(sql, keep, statements)
             .execute(&mut *conn)
             .await?;
         Ok(())
@@ -250,7 +259,7 @@ impl StatementBatch {
     /// particular order), as ONE statement, `WITH w0 AS (…), w1 AS (…) SELECT * FROM w0
     /// UNION ALL SELECT * FROM w1 …`, one round trip instead of one per statement (SELECTs,
     /// and inserts with `RETURNING`; the clauses run on one snapshot, so none may read
-    /// another's writes). Kept prepared when every statement would be on its own.
+    /// another's writes). Kept prepared as `keep_combined` says (key claims alone, not version lookups).
     pub(super) async fn run_union(
         self,
         conn: &mut sqlx::AnyConnection,
@@ -259,7 +268,7 @@ impl StatementBatch {
         if !combinable(&statements) {
             return run_statements(statements, conn).await;
         }
-        let keep = statements.iter().all(|s| s.keep);
+        let keep = keep_combined(&statements);
         let mut sql = with_clauses(&statements);
         let selects: Vec<String> = (0..statements.len())
             .map(|i| format!("SELECT * FROM w{i}"))
@@ -270,6 +279,24 @@ impl StatementBatch {
             .fetch_all(&mut *conn)
             .await?)
     }
+}
+
+/// Whether to keep a combined statement prepared: when it only inserts, while it is small.
+/// A group commit's inserts have one of a few dozen shapes (the texts differ only in how
+/// many rows each clause has), so kept prepared they are parsed and planned once per
+/// connection instead of at every batch: PostgreSQL settles on a generic plan, which for
+/// inserts is the plan a fresh one would be. Never for statements that read (see
+/// `KEEP_PREPARED_ROWS`). Large inserts are rare and would hold a large plan in the
+/// connection's cache.
+fn keep_combined(statements: &[Statement]) -> bool {
+    statements.iter().all(|s| cannot_scan(&s.sql))
+        && statements.iter().map(|s| s.binds.len()).sum::<usize>() <= KEEP_PREPARED_BINDS
+}
+
+/// Whether a statement only inserts rows it is given (`INSERT … VALUES`, with or without
+/// `ON CONFLICT`): no plan of it can scan a table.
+fn cannot_scan(sql: &str) -> bool {
+    sql.trim_start().starts_with("INSERT") && !sql.contains("SELECT")
 }
 
 /// Whether `statements` can go as one statement of `WITH` clauses: more than one of them,
@@ -368,6 +395,33 @@ mod tests {
         );
         assert!(combinable(&statements));
         assert!(!combinable(&batch(&[2]).statements()));
+    }
+
+    #[test]
+    fn inserts_stay_prepared_while_small_and_reads_never() {
+        assert!(keep_combined(&batch(&[3, 40]).statements()));
+        let too_big = KEEP_PREPARED_BINDS / 2 + 1;
+        assert!(!keep_combined(&batch(&[1, too_big]).statements()));
+        let mut reads = StatementBatch::new();
+        reads.push_rows(
+            ("SELECT a FROM t WHERE a IN (", &[]),
+            "?1",
+            ")",
+            vec![vec![Bind::Int(1)]],
+        );
+        reads.push_rows(
+            ("INSERT INTO t (a, b) VALUES", &[]),
+            "(?1, ?2)",
+            "",
+            vec![vec![Bind::Int(1), Bind::Int(2)]],
+        );
+        let statements = reads.statements();
+        assert!(!keep_combined(&statements));
+        // Even on its own, a small read is not kept; a small insert is.
+        assert_eq!(
+            statements.iter().map(|s| s.keep).collect::<Vec<_>>(),
+            vec![false, true]
+        );
     }
 
     #[test]
