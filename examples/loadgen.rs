@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo run --release --example loadgen -- --url http://127.0.0.1:8080 \
-//!     --rate 500 --duration 1800 --concurrency 256 [--token T] [--pid PID] [--report-every 60]
+//!     --rate 500 --duration 1800 --concurrency 256 [--token T] [--pid PID] [--report-every 60] \
+//!     [--warmup 5]
 //! ```
 //!
 //! Open loop: requests are scheduled at `--rate` per second whatever the service does, and
@@ -16,7 +17,10 @@
 //! errors by kind, achieved rate, latency p50/p90/p99/max; with `--pid`, the service's
 //! resident memory and open file descriptors (from /proc); from `/readyz`, the outbox
 //! backlog and its oldest row's age. That makes it the soak tool too: a long run shows
-//! whether anything grows without bound. Each referral has a unique placer identifier, so
+//! whether anything grows without bound. With `--warmup S`, a last line gives the latencies
+//! of the requests scheduled after the first S seconds as well (the whole run's line still
+//! counts every request): a service started on an empty database is slower for its first
+//! second or so. Each referral has a unique placer identifier, so
 //! none is refused as a duplicate.
 
 /// The allocator `spbridge` itself uses, so the figures match the binary.
@@ -57,6 +61,9 @@ struct Args {
     /// Seconds between interim reports.
     #[arg(long, default_value_t = 60)]
     report_every: u64,
+    /// Seconds at the start whose requests are left out of the "after warm-up" line.
+    #[arg(long, default_value_t = 0)]
+    warmup: u64,
     /// Provider ODS code the referrals are addressed to (must be configured in spbridge).
     #[arg(long, default_value = "8KX42")]
     provider_ods: String,
@@ -173,7 +180,9 @@ async fn main() {
     let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let interval = Arc::new(Mutex::new(Tally::default()));
     let late = Arc::new(AtomicU64::new(0));
+    let steady = Arc::new(Mutex::new(Tally::default()));
     let started = Instant::now();
+    let warmed = started + Duration::from_secs(args.warmup);
     let end = started + Duration::from_secs(args.duration);
     if let Some((rss, fds)) = args.pid.and_then(proc_status) {
         println!("start: service RSS {} MiB, {fds} fds", rss / 1024);
@@ -228,6 +237,7 @@ async fn main() {
         };
         let poster = client.clone();
         let tallies = interval.clone();
+        let steady_tally = (scheduled >= warmed).then(|| steady.clone());
         inflight.push(tokio::spawn(async move {
             let _permit = permit;
             let outcome = poster.request(request).await;
@@ -240,14 +250,17 @@ async fn main() {
                 Err(_) => None,
             };
             let latency = scheduled.elapsed().as_micros() as u64;
-            let mut tally = tallies.lock().unwrap_or_else(|e| e.into_inner());
-            match status {
+            let count = |tally: &mut Tally| match status {
                 Some(s) if s == hyper::StatusCode::CREATED => {
                     tally.created += 1;
                     tally.latencies_us.push(latency);
                 }
                 Some(_) => tally.refused += 1,
                 None => tally.failed += 1,
+            };
+            count(&mut tallies.lock().unwrap_or_else(|e| e.into_inner()));
+            if let Some(steady) = steady_tally {
+                count(&mut steady.lock().unwrap_or_else(|e| e.into_inner()));
             }
         }));
         n += 1;
@@ -277,6 +290,18 @@ async fn main() {
     total.merge(&tally);
     let elapsed = started.elapsed();
     report("total", &mut total, elapsed, &args, &client).await;
+    if args.warmup > 0 {
+        let mut steady = std::mem::take(&mut *steady.lock().unwrap_or_else(|e| e.into_inner()));
+        let label = format!("after the first {} s", args.warmup);
+        report(
+            &label,
+            &mut steady,
+            elapsed.saturating_sub(Duration::from_secs(args.warmup)),
+            &args,
+            &client,
+        )
+        .await;
+    }
     println!(
         "scheduled {n}; started late for want of a free slot (--concurrency): {}",
         late.load(Ordering::Relaxed)
