@@ -15,9 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// A pooled PostgreSQL connection idle at least this long is pinged before it is used.
-const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
-
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -84,22 +81,10 @@ impl Store {
             AnyPoolOptions::new()
                 .max_connections(max)
                 .acquire_timeout(Duration::from_secs(10))
-                // A PostgreSQL connection can die under an idle pool (server restart), so one
-                // that has sat idle for a while is pinged before use. One back in use within
-                // `PING_WHEN_IDLE_FOR` is not: under load that ping was one more round trip
-                // for every transaction. A server that goes away in that window fails the
-                // statement instead, as it would mid-transaction (the faults test restarts
-                // PostgreSQL under load). An SQLite connection is a file handle on a worker
-                // thread; a ping there was one more thread round trip per query.
-                .test_before_acquire(false)
-                .before_acquire(move |conn, meta| {
-                    Box::pin(async move {
-                        if backend == Backend::Postgres && meta.idle_for >= PING_WHEN_IDLE_FOR {
-                            conn.ping().await?;
-                        }
-                        Ok(true)
-                    })
-                })
+                // A PostgreSQL connection can die under an idle pool (server restart), so it
+                // is pinged before use; an SQLite connection is a file handle on a worker
+                // thread, and the ping was one more thread round trip per query.
+                .test_before_acquire(backend == Backend::Postgres)
                 .after_connect(move |conn, _meta| {
                     let schema = schema.clone();
                     Box::pin(async move {
