@@ -20,8 +20,8 @@
 //!
 //! It also prints where the machine's time went, per referral and per baseline message:
 //! this process, PostgreSQL's processes and RabbitMQ's, from `/proc`. When both runs keep
-//! the cores busy, the ratio cannot beat the inverse ratio of those two costs. Needs RabbitMQ (SPBRIDGE_TEST_AMQP_URL) and, for postgres,
-//! SPBRIDGE_TEST_POSTGRES_URL. Removes its queues, exchanges and schema.
+//! the cores busy, the ratio cannot beat the inverse ratio of those two costs. Needs
+//! RabbitMQ (SPBRIDGE_TEST_AMQP_URL) and, for postgres, SPBRIDGE_TEST_POSTGRES_URL. Removes its queues, exchanges and schema.
 
 /// The allocator `spbridge` itself uses, so the figures match the binary.
 #[global_allocator]

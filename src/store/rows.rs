@@ -69,6 +69,8 @@ struct Statement {
     sql: String,
     binds: Vec<Bind>,
     keep: bool,
+    /// It only inserts rows it is given (`cannot_scan` of its head).
+    inserts_only: bool,
 }
 
 /// Most binds in one statement (PostgreSQL's limit is 65,535).
@@ -160,8 +162,14 @@ fn chunk_statements(
             .cloned()
             .chain(chunk.into_iter().flatten())
             .collect();
-        let keep = size <= KEEP_PREPARED_ROWS && cannot_scan(head);
-        statements.push(Statement { sql, binds, keep });
+        let inserts_only = cannot_scan(head);
+        let keep = size <= KEEP_PREPARED_ROWS && inserts_only;
+        statements.push(Statement {
+            sql,
+            binds,
+            keep,
+            inserts_only,
+        });
     }
     statements
 }
@@ -259,7 +267,8 @@ impl StatementBatch {
     /// particular order), as ONE statement, `WITH w0 AS (…), w1 AS (…) SELECT * FROM w0
     /// UNION ALL SELECT * FROM w1 …`, one round trip instead of one per statement (SELECTs,
     /// and inserts with `RETURNING`; the clauses run on one snapshot, so none may read
-    /// another's writes). Kept prepared as `keep_combined` says (key claims alone, not version lookups).
+    /// another's writes). Kept prepared as `keep_combined` says (key claims alone, not
+    /// version lookups).
     pub(super) async fn run_union(
         self,
         conn: &mut sqlx::AnyConnection,
@@ -289,12 +298,12 @@ impl StatementBatch {
 /// `KEEP_PREPARED_ROWS`). Large inserts are rare and would hold a large plan in the
 /// connection's cache.
 fn keep_combined(statements: &[Statement]) -> bool {
-    statements.iter().all(|s| cannot_scan(&s.sql))
+    statements.iter().all(|s| s.inserts_only)
         && statements.iter().map(|s| s.binds.len()).sum::<usize>() <= KEEP_PREPARED_BINDS
 }
 
-/// Whether a statement only inserts rows it is given (`INSERT … VALUES`, with or without
-/// `ON CONFLICT`): no plan of it can scan a table.
+/// Whether a statement with this head only inserts rows it is given (`INSERT … VALUES`,
+/// with or without `ON CONFLICT`): no plan of it can scan a table.
 fn cannot_scan(sql: &str) -> bool {
     sql.trim_start().starts_with("INSERT") && !sql.contains("SELECT")
 }
