@@ -12,6 +12,9 @@
 //! flight, and a quorum queue's cost per message grows as its batches shrink. Needs
 //! RabbitMQ (SPBRIDGE_TEST_AMQP_URL); removes what it declares.
 
+#[path = "support/process_cpu.rs"]
+mod process_cpu;
+
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
     QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
@@ -22,25 +25,11 @@ use std::time::{Duration, Instant};
 
 /// User + system milliseconds of every `beam.smp` process (RabbitMQ).
 fn rabbitmq_cpu_ms() -> f64 {
-    let mut total = 0.0;
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        if !head.ends_with("(beam.smp") {
-            continue;
-        }
-        let fields: Vec<f64> = rest
-            .split_whitespace()
-            .map(|f| f.parse().unwrap_or(0.0))
-            .collect();
-        // Clock ticks are 100 per second on Linux.
-        total += (fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0)) * 10.0;
-    }
-    total
+    process_cpu::process_cpu_ms()
+        .into_iter()
+        .filter(|(_, name, _)| name == "beam.smp")
+        .map(|(_, _, ms)| ms)
+        .sum()
 }
 
 fn text(value: &str) -> AMQPValue {

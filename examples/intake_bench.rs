@@ -23,6 +23,9 @@
 //! the cores busy, the ratio cannot beat the inverse ratio of those two costs. Needs
 //! RabbitMQ (SPBRIDGE_TEST_AMQP_URL) and, for postgres, SPBRIDGE_TEST_POSTGRES_URL. Removes its queues, exchanges and schema.
 
+#[path = "support/process_cpu.rs"]
+mod process_cpu;
+
 /// The allocator `spbridge` itself uses, so the figures match the binary.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -104,34 +107,6 @@ impl ProcessTimes {
     }
 }
 
-/// Every process's command name and user + system milliseconds, from `/proc/<pid>/stat`.
-fn process_times(tick_ms: f64) -> Vec<(u32, String, f64)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name = stat[open + 1..close].to_string();
-        let fields: Vec<f64> = stat[close + 1..]
-            .split_whitespace()
-            .map(|f| f.parse().unwrap_or(0.0))
-            .collect();
-        let at = |i: usize| fields.get(i).copied().unwrap_or(0.0) * tick_ms;
-        out.push((pid, name, at(11) + at(12)));
-    }
-    out
-}
-
 impl CpuSample {
     fn now() -> CpuSample {
         // Clock ticks are 100 per second on Linux.
@@ -169,7 +144,7 @@ impl CpuSample {
             .sum();
         let mut postgres = ProcessTimes::default();
         let mut rabbitmq = ProcessTimes::default();
-        for (pid, name, ms) in process_times(tick_ms) {
+        for (pid, name, ms) in process_cpu::process_cpu_ms() {
             match name.as_str() {
                 "postgres" => postgres.0.insert(pid, ms),
                 "beam.smp" => rabbitmq.0.insert(pid, ms),
