@@ -862,3 +862,86 @@ async fn outbox_bodies_are_lz4_compressed_postgres() {
     store.close().await;
     drop_schema(&schema).await;
 }
+
+/// PostgreSQL ends every session of the store (as a server restart does) while the
+/// connections sit in the store's pools, just used: the next write, reads, search and
+/// readiness check all succeed, each on a fresh connection, instead of failing on a dead
+/// one. (Connections idle for less than a second are not pinged before use; a statement
+/// that meets a dead one runs again on another.)
+#[tokio::test]
+async fn dead_pooled_connections_are_replaced_without_failing_a_request_postgres() {
+    let (mut config, schema, _dir) = test_config(Db::Postgres, common::DEAD_AMQP_URL);
+    let schema = schema.unwrap();
+    let application = schema.clone();
+    let separator = if config.store.url.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    config.store.url = format!(
+        "{}{separator}application_name={application}",
+        config.store.url
+    );
+    let store = Store::connect(&config.store).await.unwrap();
+    let task = |id: &str| WriteUnit {
+        writes: vec![write(
+            "Task",
+            id,
+            json!({"resourceType": "Task", "status": "requested", "intent": "order"}),
+        )],
+        outbox: vec![message(&format!("m-{id}"))],
+        ..Default::default()
+    };
+    // Use every pool: the writer's, and the readers'.
+    for id in ["t1", "t2"] {
+        assert!(matches!(
+            store.commit(task(id)).await.unwrap(),
+            CommitOutcome::Committed(_)
+        ));
+        assert!(store.read("Task", id).await.unwrap().is_some());
+    }
+    let mut admin = sqlx::PgConnection::connect(&common::postgres_url())
+        .await
+        .unwrap();
+    let ended: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
+         WHERE application_name = $1",
+    )
+    .bind(&application)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(
+        ended.len() >= 2 && ended.iter().all(|(done,)| *done),
+        "expected the store's sessions (writer and readers) to be ended: {ended:?}"
+    );
+
+    assert!(matches!(
+        store.commit(task("t3")).await.unwrap(),
+        CommitOutcome::Committed(_)
+    ));
+    assert!(store.read("Task", "t1").await.unwrap().is_some());
+    assert_eq!(store.history("Task", "t3").await.unwrap().len(), 1);
+    let found = store
+        .search(
+            "Task",
+            &SearchQuery {
+                count: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.total, 3);
+    assert_eq!(store.outbox_stats().await.unwrap().pending, 3);
+    store.ping().await.unwrap();
+    let live: (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1")
+            .bind(&application)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    assert!(live.0 >= 1, "the store reconnected");
+    store.close().await;
+    drop_schema(&schema).await;
+}

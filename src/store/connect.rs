@@ -81,10 +81,22 @@ impl Store {
             AnyPoolOptions::new()
                 .max_connections(max)
                 .acquire_timeout(Duration::from_secs(10))
-                // A PostgreSQL connection can die under an idle pool (server restart), so it
-                // is pinged before use; an SQLite connection is a file handle on a worker
-                // thread, and the ping was one more thread round trip per query.
-                .test_before_acquire(backend == Backend::Postgres)
+                // A PostgreSQL connection can die under an idle pool (server restart): one
+                // idle for a while is pinged before use, and a read or `BEGIN` that meets a
+                // dead one runs again on another (`reconnect`). An SQLite connection is a
+                // file handle on a worker thread; a ping there was one more thread round
+                // trip per query.
+                .test_before_acquire(false)
+                .before_acquire(move |conn, meta| {
+                    Box::pin(async move {
+                        if backend == Backend::Postgres
+                            && meta.idle_for >= super::reconnect::PING_WHEN_IDLE_FOR
+                        {
+                            conn.ping().await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .after_connect(move |conn, _meta| {
                     let schema = schema.clone();
                     Box::pin(async move {
@@ -209,7 +221,7 @@ impl Store {
                 }
             }
             Backend::Postgres => WriteTx {
-                tx: self.pool.begin().await?,
+                tx: self.on_live_connection(|| self.pool.begin()).await?,
                 _turn: None,
                 commits: None,
             },

@@ -25,6 +25,7 @@ mod group_commit;
 mod notifications;
 mod outbox;
 mod prepared;
+mod reconnect;
 mod replay;
 mod resources;
 mod rows;
@@ -160,7 +161,8 @@ impl Store {
 
     /// Cheap liveness check of the database.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        self.on_live_connection(|| sqlx::query("SELECT 1").execute(&self.pool))
+            .await?;
         Ok(())
     }
 

@@ -186,10 +186,14 @@ impl Store {
 
     /// Rows waiting for delivery.
     pub async fn notifications_pending(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) FROM notifications WHERE delivered_at IS NULL AND abandoned_at IS NULL",
-        )
-            .fetch_one(&self.pool)
+        let row = self
+            .on_live_connection(|| {
+                sqlx::query(
+                    "SELECT COUNT(*) FROM notifications \
+                     WHERE delivered_at IS NULL AND abandoned_at IS NULL",
+                )
+                .fetch_one(&self.pool)
+            })
             .await?;
         Ok(row.try_get(0)?)
     }

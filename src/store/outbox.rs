@@ -363,11 +363,16 @@ impl Store {
                 "SELECT id, body FROM outbox_bodies WHERE id IN ({})",
                 placeholder_list(1, chunk.len())
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for id in chunk {
-                q = q.bind(id.to_string());
-            }
-            for row in q.fetch_all(&self.pool).await? {
+            let rows = self
+                .on_live_connection(|| {
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+                    for id in chunk {
+                        q = q.bind(id.to_string());
+                    }
+                    q.fetch_all(&self.pool)
+                })
+                .await?;
+            for row in rows {
                 bodies.insert(row.try_get(0)?, row.try_get(1)?);
             }
         }
@@ -426,11 +431,15 @@ impl Store {
 
     /// Unsent rows and the age of the oldest.
     pub async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*), COALESCE(MIN(created_at), 0) FROM outbox WHERE sent_at IS NULL",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let row = self
+            .on_live_connection(|| {
+                sqlx::query(
+                    "SELECT COUNT(*), COALESCE(MIN(created_at), 0) FROM outbox \
+                     WHERE sent_at IS NULL",
+                )
+                .fetch_one(&self.pool)
+            })
+            .await?;
         let pending: i64 = row.try_get(0)?;
         let oldest: i64 = row.try_get(1)?;
         Ok(OutboxStats {

@@ -287,13 +287,15 @@ impl Store {
         if let Some(found) = self.read_inline(&[(resource_type, id)]) {
             return found.map(|mut found| found.pop());
         }
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "{SELECT_CURRENT} WHERE r.resource_type = $1 AND r.id = $2"
-        )))
-        .bind(resource_type.to_string())
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
+        let sql = format!("{SELECT_CURRENT} WHERE r.resource_type = $1 AND r.id = $2");
+        let row = self
+            .on_live_connection(|| {
+                sqlx::query(AssertSqlSafe(sql.clone()))
+                    .bind(resource_type.to_string())
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+            })
+            .await?;
         row.as_ref().map(row_to_resource).transpose()
     }
 
@@ -327,11 +329,16 @@ impl Store {
                 })
                 .collect();
             let sql = format!("{SELECT_CURRENT} WHERE {}", filter.join(" OR "));
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for (rtype, id) in chunk {
-                query = query.bind(rtype.clone()).bind(id.clone());
-            }
-            for row in query.fetch_all(&self.pool).await? {
+            let rows = self
+                .on_live_connection(|| {
+                    let mut query = sqlx::query(AssertSqlSafe(sql.clone()));
+                    for (rtype, id) in chunk {
+                        query = query.bind(rtype.clone()).bind(id.clone());
+                    }
+                    query.fetch_all(&self.pool)
+                })
+                .await?;
+            for row in rows {
                 found.push(row_to_resource(&row)?);
             }
         }
@@ -356,15 +363,19 @@ impl Store {
         id: &str,
         version_id: i64,
     ) -> Result<Option<StoredResource>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
+        let sql = format!(
             "SELECT {SELECT_COLUMNS} FROM resource_history \
              WHERE resource_type = $1 AND id = $2 AND version_id = $3"
-        )))
-        .bind(resource_type.to_string())
-        .bind(id.to_string())
-        .bind(version_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        );
+        let row = self
+            .on_live_connection(|| {
+                sqlx::query(AssertSqlSafe(sql.clone()))
+                    .bind(resource_type.to_string())
+                    .bind(id.to_string())
+                    .bind(version_id)
+                    .fetch_optional(&self.pool)
+            })
+            .await?;
         row.as_ref().map(row_to_resource).transpose()
     }
 
@@ -375,23 +386,30 @@ impl Store {
         resource_type: &str,
         id: &str,
     ) -> Result<Vec<StoredResource>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let sql = format!(
             "SELECT {SELECT_COLUMNS} FROM resource_history \
              WHERE resource_type = $1 AND id = $2 ORDER BY version_id DESC"
-        )))
-        .bind(resource_type.to_string())
-        .bind(id.to_string())
-        .fetch_all(&self.pool)
-        .await?;
+        );
+        let rows = self
+            .on_live_connection(|| {
+                sqlx::query(AssertSqlSafe(sql.clone()))
+                    .bind(resource_type.to_string())
+                    .bind(id.to_string())
+                    .fetch_all(&self.pool)
+            })
+            .await?;
         rows.iter().map(row_to_resource).collect()
     }
 
     /// What the first claimant of an idempotency key stored, if anyone did.
     #[tracing::instrument(name = "store idempotency_refs", skip_all, fields(otel.kind = "client", db.system = self.backend.name(), db.operation = "idempotency_refs"))]
     pub async fn idempotency_refs(&self, key: &str) -> Result<Option<Value>, StoreError> {
-        let row = sqlx::query("SELECT refs FROM idempotency_keys WHERE key = $1")
-            .bind(key.to_string())
-            .fetch_optional(&self.pool)
+        let row = self
+            .on_live_connection(|| {
+                sqlx::query("SELECT refs FROM idempotency_keys WHERE key = $1")
+                    .bind(key.to_string())
+                    .fetch_optional(&self.pool)
+            })
             .await?;
         match row {
             Some(row) => {
@@ -451,20 +469,29 @@ impl Store {
             filter.push_str(&format!(" AND r.last_updated {op} ${}", binds.len()));
         }
         let count_sql = format!("SELECT COUNT(*) FROM resources r WHERE {filter}");
-        let mut count_query = sqlx::query(AssertSqlSafe(count_sql));
-        for b in &binds {
-            count_query = b.bind(count_query);
-        }
-        let total: i64 = count_query.fetch_one(&self.pool).await?.try_get(0)?;
+        let total: i64 = self
+            .on_live_connection(|| {
+                let mut count_query = sqlx::query(AssertSqlSafe(count_sql.clone()));
+                for b in &binds {
+                    count_query = b.bind(count_query);
+                }
+                count_query.fetch_one(&self.pool)
+            })
+            .await?
+            .try_get(0)?;
         let page_sql = format!(
             "{SELECT_CURRENT} WHERE {filter} ORDER BY r.last_updated, r.id LIMIT {} OFFSET {}",
             query.count, query.offset
         );
-        let mut page_query = sqlx::query(AssertSqlSafe(page_sql));
-        for b in &binds {
-            page_query = b.bind(page_query);
-        }
-        let rows = page_query.fetch_all(&self.pool).await?;
+        let rows = self
+            .on_live_connection(|| {
+                let mut page_query = sqlx::query(AssertSqlSafe(page_sql.clone()));
+                for b in &binds {
+                    page_query = b.bind(page_query);
+                }
+                page_query.fetch_all(&self.pool)
+            })
+            .await?;
         let matches = rows.iter().map(row_to_resource).collect::<Result<_, _>>()?;
         Ok(SearchResult { total, matches })
     }
