@@ -60,8 +60,11 @@ async fn provider(
 ) {
     let mut accepted: HashSet<String> = HashSet::new();
     while !stop.load(Ordering::SeqCst) {
-        let Ok(conn) =
-            Connection::connect(&common::amqp_url(), ConnectionProperties::default()).await
+        let Ok(Ok(conn)) = tokio::time::timeout(
+            Duration::from_secs(5),
+            Connection::connect(&common::amqp_url(), ConnectionProperties::default()),
+        )
+        .await
         else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
@@ -89,6 +92,7 @@ async fn provider(
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
+        let mut last_delivery = std::time::Instant::now();
         loop {
             let next = tokio::time::timeout(Duration::from_millis(500), consumer.next()).await;
             if stop.load(Ordering::SeqCst) {
@@ -96,12 +100,21 @@ async fn provider(
             }
             let delivery = match next {
                 // No delivery for 500 ms: reconnect if the connection has died without
-                // ending the stream.
-                Err(_) if conn.status().connected() && consume.status().connected() => continue,
+                // ending the stream, or if nothing has come for 5 s (after the broker
+                // application restarted, a CI run once found this consumer's connection
+                // "connected" while the queue held 262 ready messages and delivered none).
+                Err(_)
+                    if conn.status().connected()
+                        && consume.status().connected()
+                        && last_delivery.elapsed() < Duration::from_secs(5) =>
+                {
+                    continue
+                }
                 Err(_) => break,
                 Ok(Some(Ok(d))) => d,
                 Ok(_) => break,
             };
+            last_delivery = std::time::Instant::now();
             let message_id = delivery
                 .properties
                 .message_id()
@@ -136,7 +149,12 @@ async fn provider(
                     )
                     .await
                 {
-                    Ok(c) => matches!(c.await, Ok(c) if c.is_ack()),
+                    // A confirm that never comes (the broker went away unnoticed) counts
+                    // as a nack.
+                    Ok(c) => matches!(
+                        tokio::time::timeout(Duration::from_secs(5), c).await,
+                        Ok(Ok(c)) if c.is_ack()
+                    ),
                     Err(_) => false,
                 };
                 if !confirmed {
@@ -146,11 +164,19 @@ async fn provider(
                 sent.fetch_add(1, Ordering::SeqCst);
             }
             seen.lock().unwrap().push((message_id, task));
-            if delivery.ack(BasicAckOptions::default()).await.is_err() {
+            let acked = tokio::time::timeout(
+                Duration::from_secs(5),
+                delivery.ack(BasicAckOptions::default()),
+            )
+            .await;
+            if !matches!(acked, Ok(Ok(_))) {
                 break;
             }
         }
-        let _ = conn.close(200, "reconnect".into()).await;
+        // Closing waits for the broker's answer; a connection that died unnoticed never
+        // gives one.
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), conn.close(200, "reconnect".into())).await;
     }
 }
 
