@@ -78,25 +78,13 @@ impl Store {
         };
         let pool_of = |max: u32, writes: bool| {
             let schema = schema.clone();
-            AnyPoolOptions::new()
+            let options = AnyPoolOptions::new()
                 .max_connections(max)
                 .acquire_timeout(Duration::from_secs(10))
-                // A PostgreSQL connection can die under an idle pool (server restart): one
-                // idle for a while is pinged before use, and a read or `BEGIN` that meets a
-                // dead one runs again on another (`reconnect`). An SQLite connection is a
-                // file handle on a worker thread; a ping there was one more thread round
-                // trip per query.
+                // No ping before every use: an SQLite connection is a file handle on a
+                // worker thread (a ping was one more thread round trip per query); a
+                // PostgreSQL connection is pinged only after sitting idle (`reconnect`).
                 .test_before_acquire(false)
-                .before_acquire(move |conn, meta| {
-                    Box::pin(async move {
-                        if backend == Backend::Postgres
-                            && meta.idle_for >= super::reconnect::PING_WHEN_IDLE_FOR
-                        {
-                            conn.ping().await?;
-                        }
-                        Ok(true)
-                    })
-                })
                 .after_connect(move |conn, _meta| {
                     let schema = schema.clone();
                     Box::pin(async move {
@@ -137,7 +125,11 @@ impl Store {
                         }
                         Ok(())
                     })
-                })
+                });
+            match backend {
+                Backend::Postgres => super::reconnect::ping_when_idle(options),
+                Backend::Sqlite => options,
+            }
         };
         let pool = pool_of(max, false).connect_with(options.clone()).await?;
         match backend {

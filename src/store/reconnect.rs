@@ -19,11 +19,26 @@
 //! `BEGIN` runs again on the next connection.
 
 use super::{Backend, Store, StoreError};
+use sqlx::any::AnyPoolOptions;
+use sqlx::Connection;
 use std::future::Future;
 use std::time::Duration;
 
 /// A pooled PostgreSQL connection idle at least this long is pinged before it is used.
-pub(super) const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// PostgreSQL pool options: a connection idle for `PING_WHEN_IDLE_FOR` or more is pinged
+/// before it is handed out (one that fails is closed and the pool tries another).
+pub(super) fn ping_when_idle(options: AnyPoolOptions) -> AnyPoolOptions {
+    options.before_acquire(|conn, meta| {
+        Box::pin(async move {
+            if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                conn.ping().await?;
+            }
+            Ok(true)
+        })
+    })
+}
 
 /// Whether `err` says the connection itself is gone (so the statement did not run): the
 /// socket failed, the server ended the session (SQLSTATE class 08 "connection exception",
