@@ -21,7 +21,8 @@
 //! It also prints where the machine's time went, per referral and per baseline message:
 //! this process, PostgreSQL's processes and RabbitMQ's, from `/proc`. When both runs keep
 //! the cores busy, the ratio cannot beat the inverse ratio of those two costs. Needs
-//! RabbitMQ (SPBRIDGE_TEST_AMQP_URL) and, for postgres, SPBRIDGE_TEST_POSTGRES_URL. Removes its queues, exchanges and schema.
+//! RabbitMQ (SPBRIDGE_TEST_AMQP_URL) and, for postgres, SPBRIDGE_TEST_POSTGRES_URL. Removes its queues, exchanges and schema
+//! (the schema stays when SPBRIDGE_BENCH_KEEP_SCHEMA is set, to inspect it).
 
 #[path = "support/process_cpu.rs"]
 mod process_cpu;
@@ -486,7 +487,9 @@ async fn bench() {
             .await;
     }
     running.shutdown().await;
-    if backend == "postgres" {
+    if backend == "postgres" && std::env::var_os("SPBRIDGE_BENCH_KEEP_SCHEMA").is_some() {
+        println!("schema kept for inspection: {schema} (SPBRIDGE_BENCH_KEEP_SCHEMA)");
+    } else if backend == "postgres" {
         use sqlx::Connection as _;
         if let Ok(mut conn) = sqlx::PgConnection::connect(&config.store.url).await {
             let _ = sqlx::query(sqlx::AssertSqlSafe(format!(

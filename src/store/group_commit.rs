@@ -138,11 +138,35 @@ pub(super) fn spawn_writer(
 /// transactions are safe there: several spbridge instances on one database already write
 /// concurrently. Batches in flight together never share a key or a resource (`busy`), so
 /// each unit's outcome is still the one it would have had alone at its place in the queue.
+/// A lane beyond the first opens only when enough units wait, or one has waited long
+/// enough (`PARALLEL_BATCH_MIN`, `GATHER_WAIT`).
 pub(super) fn lanes(writer: &Store) -> usize {
     match writer.backend {
         super::Backend::Sqlite => 1,
         super::Backend::Postgres => 3,
     }
+}
+
+/// Units that must be waiting before a batch starts beside one already in flight, unless
+/// the first of them has waited `GATHER_WAIT`.
+///
+/// Every transaction has a fixed cost (on PostgreSQL: `BEGIN`, the lookups, the commit
+/// record and its WAL flush, the round trips), paid once whatever the batch holds. With
+/// three lanes opened at once, 32 clients kept three batches of ≈ 5 referrals going
+/// (4,197 transactions for 20,000 referrals). Holding units back while a batch is in
+/// flight, until 8 wait or the first has waited 3 ms, makes fewer, larger transactions
+/// when the writer is saturated and costs a unit at most `GATHER_WAIT` otherwise: less
+/// machine time per referral in every pair measured, a few per cent more referrals/s
+/// (BENCHMARKS.md, session 14). PostgreSQL's `commit_delay` is the same idea. With nothing
+/// in flight, a unit starts at once.
+const PARALLEL_BATCH_MIN: usize = 8;
+/// The longest a unit waits for a lane beyond the first (see `PARALLEL_BATCH_MIN`).
+const GATHER_WAIT: std::time::Duration = std::time::Duration::from_millis(3);
+
+/// Whether the writer may start a batch now (lanes permitting), with `in_flight` batches
+/// being written, `waiting` units queued, the first of them queued for `waited`.
+fn may_start_beside(in_flight: usize, waiting: usize, waited: std::time::Duration) -> bool {
+    in_flight == 0 || waiting >= PARALLEL_BATCH_MIN || waited >= GATHER_WAIT
 }
 
 async fn run_writer(
@@ -163,16 +187,35 @@ async fn run_writer(
     let mut next_batch: u64 = 0;
     // Set when what is waiting cannot start until a batch in flight is done.
     let mut stalled = false;
+    // Since when units have been waiting with a batch in flight (`may_start_beside`).
+    let mut gathering_since: Option<std::time::Instant> = None;
     loop {
         let full = in_flight.len() >= lanes;
+        if !full {
+            while waiting.len() < MAX_BATCH * 2 {
+                match requests.try_recv() {
+                    Ok(request) => waiting.push_back(request),
+                    Err(_) => break,
+                }
+            }
+            while let Ok(claim) = relay_claims.try_recv() {
+                claims_waiting.push(claim);
+            }
+        }
         let nothing_to_start = waiting.is_empty() && claims_waiting.is_empty();
-        if full || nothing_to_start || stalled {
+        if nothing_to_start || in_flight.is_empty() {
+            gathering_since = None;
+        }
+        let since = *gathering_since.get_or_insert_with(std::time::Instant::now);
+        let gathering = !may_start_beside(in_flight.len(), waiting.len(), since.elapsed());
+        if full || nothing_to_start || stalled || gathering {
             if !requests_open && nothing_to_start && in_flight.is_empty() {
                 return;
             }
             // While every lane is busy only a finished batch is awaited: new units wait in
             // the channel (as they did with one batch at a time) instead of waking the
-            // writer one by one.
+            // writer one by one. While gathering for a second lane, units are taken as they
+            // come, to count them.
             tokio::select! {
                 done = in_flight.next(), if !in_flight.is_empty() => {
                     if let Some(done) = done {
@@ -187,6 +230,7 @@ async fn run_writer(
                     }
                     None => requests_open = false,
                 },
+                _ = tokio::time::sleep_until((since + GATHER_WAIT).into()), if gathering && !full && !stalled => {}
                 claim = relay_claims.recv(), if claims_open && !full => match claim {
                     Some(claim) => {
                         claims_waiting.push(claim);
@@ -197,15 +241,6 @@ async fn run_writer(
             }
             continue;
         }
-        while waiting.len() < MAX_BATCH * 2 {
-            match requests.try_recv() {
-                Ok(request) => waiting.push_back(request),
-                Err(_) => break,
-            }
-        }
-        while let Ok(claim) = relay_claims.try_recv() {
-            claims_waiting.push(claim);
-        }
         let claims_now = std::mem::take(&mut claims_waiting);
         let held: HashSet<String> = busy.iter().flat_map(|(_, c)| c.iter().cloned()).collect();
         let mut batch = take_disjoint(&mut waiting, held);
@@ -213,6 +248,7 @@ async fn run_writer(
             stalled = true;
             continue;
         }
+        gathering_since = None;
         let id = next_batch;
         next_batch += 1;
         busy.push((id, std::mem::take(&mut batch.claims)));
@@ -419,6 +455,25 @@ mod tests {
     /// The ids of the next batch, with nothing in flight.
     fn next(waiting: &mut VecDeque<CommitRequest>) -> Vec<String> {
         ids(&take_disjoint(waiting, HashSet::new()).requests)
+    }
+
+    #[test]
+    fn a_second_batch_starts_beside_one_in_flight_when_enough_units_wait_or_one_waited_long() {
+        let now = std::time::Duration::ZERO;
+        let short = GATHER_WAIT / 2;
+        assert!(
+            may_start_beside(0, 1, now),
+            "nothing in flight: one unit starts at once"
+        );
+        assert!(!may_start_beside(1, 1, now));
+        assert!(!may_start_beside(1, PARALLEL_BATCH_MIN - 1, short));
+        assert!(may_start_beside(1, PARALLEL_BATCH_MIN, now));
+        assert!(may_start_beside(2, PARALLEL_BATCH_MIN + 5, now));
+        assert!(
+            may_start_beside(1, 1, GATHER_WAIT),
+            "no unit waits longer than GATHER_WAIT"
+        );
+        assert!(!may_start_beside(2, 1, short));
     }
 
     #[test]
