@@ -303,9 +303,11 @@ async fn bench() {
     // is not the service's.
     let bodies = request_bodies(0, total);
     let cpu_before = CpuSample::now();
+    let writer_before = running.store.writer_stats();
     let started = Instant::now();
     let mut latencies = post_all(&client, &base, &bodies, clients).await;
     let posted = started.elapsed();
+    let writer_after = running.store.writer_stats();
     let mut message_ids = std::collections::HashSet::new();
     let mut message_size = 0;
     let end_to_end = if let Some(consumer) = consumer.as_mut() {
@@ -411,6 +413,14 @@ async fn bench() {
         posted.as_secs_f64(),
         percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
         percentile(&latencies, 0.99).as_secs_f64() * 1000.0
+    );
+    let (batches, units) = (
+        writer_after.batches - writer_before.batches,
+        writer_after.units - writer_before.units,
+    );
+    println!(
+        "store writer during the POSTs: {batches} transactions with units, {:.1} units each on average",
+        units as f64 / batches.max(1) as f64
     );
     println!(
         "cpu during intake: this process (spbridge + bench clients) {:.2} ms per referral \
