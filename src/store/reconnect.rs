@@ -113,4 +113,42 @@ mod tests {
             "x".into()
         )));
     }
+
+    /// Every use of the read pool in the store's sources is inside an
+    /// `on_live_connection(|| …)` closure, so no read (and no `BEGIN`) skips the retry: a
+    /// new `.fetch_all(&self.pool)` written outside one fails here. The closure builds a
+    /// future and awaits nothing, so between the closure's opening and the use there is
+    /// no `.await`.
+    #[test]
+    fn every_read_of_the_pool_runs_through_on_live_connection() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/store");
+        let mut uses = 0;
+        let mut outside = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{dir}: {e}")) {
+            let path = entry.map(|e| e.path()).unwrap_or_default();
+            // This file holds the mechanism (and these patterns, in this test).
+            if path.extension().is_none_or(|ext| ext != "rs") || path.ends_with("reconnect.rs") {
+                continue;
+            }
+            let source = std::fs::read_to_string(&path).unwrap_or_default();
+            for pattern in ["&self.pool)", "self.pool.begin()"] {
+                for (at, _) in source.match_indices(pattern) {
+                    uses += 1;
+                    let before = &source[..at];
+                    let wrapped = before
+                        .rfind("on_live_connection(")
+                        .is_some_and(|opened| !before[opened..].contains(".await"));
+                    if !wrapped {
+                        let line = before.lines().count();
+                        outside.push(format!("{}:{line}", path.display()));
+                    }
+                }
+            }
+        }
+        assert!(uses >= 10, "the store's reads were not found ({uses})");
+        assert!(
+            outside.is_empty(),
+            "pool used outside on_live_connection: {outside:?}"
+        );
+    }
 }
