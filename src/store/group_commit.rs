@@ -138,8 +138,8 @@ pub(super) fn spawn_writer(
 /// transactions are safe there: several spbridge instances on one database already write
 /// concurrently. Batches in flight together never share a key or a resource (`busy`), so
 /// each unit's outcome is still the one it would have had alone at its place in the queue.
-/// A lane beyond the first opens only when enough units wait, or one has waited long
-/// enough (`PARALLEL_BATCH_MIN`, `GATHER_WAIT`).
+/// A lane beyond the first opens only when enough units wait, or they have been held back
+/// long enough (`PARALLEL_BATCH_MIN`, `GATHER_WAIT`).
 pub(super) fn lanes(writer: &Store) -> usize {
     match writer.backend {
         super::Backend::Sqlite => 1,
@@ -148,13 +148,13 @@ pub(super) fn lanes(writer: &Store) -> usize {
 }
 
 /// Units that must be waiting before a batch starts beside one already in flight, unless
-/// the first of them has waited `GATHER_WAIT`.
+/// the writer has held them back for `GATHER_WAIT`.
 ///
 /// Every transaction has a fixed cost (on PostgreSQL: `BEGIN`, the lookups, the commit
 /// record and its WAL flush, the round trips), paid once whatever the batch holds. With
 /// three lanes opened at once, 32 clients kept three batches of ≈ 5 referrals going
 /// (4,197 transactions for 20,000 referrals). Holding units back while a batch is in
-/// flight, until 8 wait or the first has waited 3 ms, makes fewer, larger transactions
+/// flight, until 8 wait or they have been held back 3 ms, makes fewer, larger transactions
 /// when the writer is saturated and costs a unit at most `GATHER_WAIT` otherwise: less
 /// machine time per referral in every pair measured, a few per cent more referrals/s
 /// (BENCHMARKS.md, session 14). PostgreSQL's `commit_delay` is the same idea. With nothing
@@ -164,7 +164,10 @@ const PARALLEL_BATCH_MIN: usize = 8;
 const GATHER_WAIT: std::time::Duration = std::time::Duration::from_millis(3);
 
 /// Whether the writer may start a batch now (lanes permitting), with `in_flight` batches
-/// being written, `waiting` units queued, the first of them queued for `waited`.
+/// being written and `waiting` units queued, held back for `waited` so far. The clock starts
+/// when the writer first holds a unit back beside a batch in flight, and restarts when a
+/// batch starts: a unit left waiting then (it clashes with a batch in flight) may wait
+/// `GATHER_WAIT` once more.
 fn may_start_beside(in_flight: usize, waiting: usize, waited: std::time::Duration) -> bool {
     in_flight == 0 || waiting >= PARALLEL_BATCH_MIN || waited >= GATHER_WAIT
 }
